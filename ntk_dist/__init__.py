@@ -1,0 +1,25 @@
+"""ntk_dist: wide-network theory at cluster scale on Ray and JAX.
+
+Conventions are those of the project's science notes (NTK parameterisation,
+loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
+"""
+
+from .activations import Activation, get_activation
+from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
+from .networks import CatapultToy, FCNetwork, param_count
+from .runtime import ensure_ray
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation",
+    "CatapultToy",
+    "FCNetwork",
+    "empirical_ntk",
+    "ensure_ray",
+    "get_activation",
+    "ntk_matrix",
+    "ntk_vector_product",
+    "param_count",
+    "sharpness",
+]

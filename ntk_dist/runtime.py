@@ -1,0 +1,55 @@
+"""Starting and joining Ray, safely by default.
+
+The local default is an embedded Ray instance bound to 127.0.0.1 with the
+dashboard off and Ray's token authentication left on (its default since 2.5x).
+Nothing listens on another address: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` and
+``_node_ip_address="127.0.0.1"`` keep every Ray socket on loopback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+LOOPBACK = "127.0.0.1"
+
+
+def ensure_ray(
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    num_gpus: int | None = None,
+    dashboard: bool = False,
+    verbose: bool = False,
+) -> bool:
+    """Connect to Ray, starting a local loopback instance when none is running.
+
+    Args:
+      address: ``None`` for a new local instance on 127.0.0.1; ``"auto"`` or
+        ``"host:port"`` to join an existing cluster.
+      num_cpus, num_gpus: resources of a new local instance (default: all).
+      dashboard: start the dashboard (bound to 127.0.0.1) on a local instance.
+      verbose: forward worker logs to the driver and keep Ray's INFO logging.
+
+    Returns:
+      True if this call started or connected Ray, False if it was already connected.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    level = logging.INFO if verbose else logging.WARNING
+    common = dict(log_to_driver=verbose, logging_level=level, configure_logging=True)
+    if address is not None:
+        ray.init(address=address, **common)
+    else:
+        ray.init(
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+            include_dashboard=dashboard,
+            dashboard_host=LOOPBACK,
+            _node_ip_address=LOOPBACK,
+            **common,
+        )
+    return True
