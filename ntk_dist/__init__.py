@@ -7,6 +7,15 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 from .activations import Activation, get_activation
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .networks import CatapultToy, FCNetwork, param_count
+from .predict import (
+    GaussianPrediction,
+    Trajectory,
+    critical_learning_rate,
+    linearized_predict,
+    max_learning_rate,
+    nngp_posterior,
+    ntk_gp,
+)
 from .runtime import ensure_ray
 
 __version__ = "0.1.0"
@@ -15,9 +24,16 @@ __all__ = [
     "Activation",
     "CatapultToy",
     "FCNetwork",
+    "GaussianPrediction",
+    "Trajectory",
+    "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
     "get_activation",
+    "linearized_predict",
+    "max_learning_rate",
+    "nngp_posterior",
+    "ntk_gp",
     "ntk_matrix",
     "ntk_vector_product",
     "param_count",
