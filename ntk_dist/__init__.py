@@ -5,21 +5,38 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 """
 
 from .activations import Activation, get_activation
+from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
+from .execute import Resources, plan_batches, run_jobs, submit_jobs
 from .networks import CatapultToy, FCNetwork, param_count
+from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
+from .train import TrainJob, initial_params, record_schedule, train, train_batch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "RECORD_SCHEMA",
     "Activation",
     "CatapultToy",
+    "DataSpec",
+    "Dataset",
     "FCNetwork",
+    "Resources",
+    "TrainJob",
     "empirical_ntk",
     "ensure_ray",
     "get_activation",
+    "initial_params",
+    "load",
     "ntk_matrix",
     "ntk_vector_product",
     "param_count",
+    "plan_batches",
+    "record_schedule",
+    "run_jobs",
     "sharpness",
+    "submit_jobs",
+    "train",
+    "train_batch",
 ]
