@@ -101,7 +101,9 @@ class TrainJob:
         inputs at each record step (0: off).
       predict_test: record f(x_test) at each record step (needs test data).
       linearised: train the linearised twin and record ``sup_lin_gap``.
-      dtype: ``"float32"`` or ``"float64"`` for parameters, data and arithmetic.
+      dtype: ``"float32"`` or ``"float64"`` for parameters, data and arithmetic. The
+        initial parameters are drawn in float32 and cast, so a seed gives the same
+        network in both.
       sharpness_method: ``"auto"``, ``"dense"`` or ``"lanczos"`` (see
         :func:`ntk_dist.empirical.sharpness`).
       divergence_factor: the divergence rule's factor (module docstring), > 0.
@@ -269,6 +271,12 @@ def _keys(key):
     return jax.random.split(key)
 
 
+def _init(model, key, in_dim, dtype):
+    # Drawn in float32 and cast, so that a seed names the same network in either dtype.
+    params = model.init(key, in_dim, jnp.float32)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+
+
 def initial_params(job: TrainJob):
     """The parameters theta_0 of ``job``'s network at initialisation (its dtype).
 
@@ -277,7 +285,7 @@ def initial_params(job: TrainJob):
     """
     with jax.enable_x64(job.dtype == "float64"):
         init_key, _ = _keys(jax.random.PRNGKey(job.seed))
-        return job.model.init(init_key, job.data.dim, jnp.dtype(job.dtype))
+        return _init(job.model, init_key, job.data.dim, jnp.dtype(job.dtype))
 
 
 def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
@@ -285,7 +293,7 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
     model = cfg.model
     apply = model.apply
     init_key, batch_key = _keys(key)
-    params0 = model.init(init_key, x.shape[1], x.dtype)
+    params0 = _init(model, init_key, x.shape[1], x.dtype)
     nan = jnp.asarray(jnp.nan, x.dtype)
     lam = lambda p: sharpness(model, p, x, method=cfg.sharpness_method)
 
@@ -294,17 +302,32 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
     loss0 = _half_mse(apply(params0, x), y)
     threshold = factor * cfg.width * jnp.maximum(1.0, loss0)
 
-    def f_lin(p, xb):
-        delta = jax.tree_util.tree_map(jnp.subtract, p, params0)
-        return apply(params0, xb) + jax.jvp(lambda q: apply(q, xb), (params0,), (delta,))[1]
+    def value_and_grad(fn, p, weights):
+        """Tracked full-batch loss, outputs f(X) and the gradient of the minibatch loss.
 
-    def grad_step(p, vel, fn, idx):
-        xb, yb = (x, y) if idx is None else (x[idx], y[idx])
-        g = jax.grad(lambda q: _half_mse(fn(q, xb), yb))(p)
+        The minibatch loss is 1/2 sum_i w_i ||f_i - y_i||^2 with w_i = 1/b on the batch
+        rows and 0 elsewhere (w = 1/m for full-batch GD): one pass over X serves both.
+        """
+
+        def objective(q):
+            f = fn(q)
+            return 0.5 * jnp.sum(weights[:, None] * (f - y) ** 2), f
+
+        (_, f), g = jax.value_and_grad(objective, has_aux=True)(p)
+        return _half_mse(f, y), f, g
+
+    def update(p, vel, g):
         if cfg.optimizer == "momentum":
             vel = jax.tree_util.tree_map(lambda v, gi: mu * v - eta * gi, vel, g)
             return jax.tree_util.tree_map(jnp.add, p, vel), vel
         return jax.tree_util.tree_map(lambda q, gi: q - eta * gi, p, g), vel
+
+    f_train = lambda p: apply(p, x)
+    if cfg.linearised:
+        # science.md §4: f_lin(theta) = f(theta_0) + J(theta_0)(theta - theta_0); linearize
+        # once, so each step costs one tangent pass (and its transpose) over X.
+        f_init, jvp_init = jax.linearize(f_train, params0)
+        f_lin = lambda p: f_init + jvp_init(jax.tree_util.tree_map(jnp.subtract, p, params0))
 
     def track(s, loss_t, t):
         bad = ~jnp.isfinite(loss_t) | (loss_t > threshold)
@@ -319,23 +342,23 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
 
     def step(_, s):
         t = s["t"]
-        f_t = apply(s["params"], x)
-        s = track(s, _half_mse(f_t, y), t)
-        idx = None
+        weights = jnp.full(x.shape[0], 1.0 / x.shape[0], x.dtype)
         if cfg.batch_size is not None:
             k = jax.random.fold_in(batch_key, t)
             idx = jax.random.choice(k, x.shape[0], (cfg.batch_size,), replace=False)
-        new, vel = grad_step(s["params"], s["vel"], apply, idx)
+            weights = jnp.zeros_like(weights).at[idx].set(1.0 / cfg.batch_size)
+        loss_t, f_t, g = value_and_grad(f_train, s["params"], weights)
+        s = track(s, loss_t, t)
         frozen = s["diverged"]
+        new, vel = update(s["params"], s["vel"], g)
         s["params"] = _tree_where(frozen, s["params"], new)
         s["vel"] = _tree_where(frozen, s["vel"], vel)
         if cfg.linearised:
-            fl_t = f_lin(s["lin"], x)
-            loss_l = _half_mse(fl_t, y)
+            loss_l, fl_t, g_l = value_and_grad(f_lin, s["lin"], weights)
             lin_bad = s["lin_div"] | ~jnp.isfinite(loss_l) | (loss_l > threshold)
             gap = jnp.sqrt(jnp.sum((f_t - fl_t) ** 2))
             s["gap"] = jnp.where(lin_bad | frozen, s["gap"], jnp.maximum(s["gap"], gap))
-            new_l, vel_l = grad_step(s["lin"], s["lin_vel"], f_lin, idx)
+            new_l, vel_l = update(s["lin"], s["lin_vel"], g_l)
             s["lin"] = _tree_where(lin_bad, s["lin"], new_l)
             s["lin_vel"] = _tree_where(lin_bad, s["lin_vel"], vel_l)
             s["lin_div"] = lin_bad
