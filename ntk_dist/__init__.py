@@ -5,7 +5,9 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 """
 
 from .activations import Activation, get_activation
+from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
+from .execute import Resources, plan_batches, run_jobs, submit_jobs
 from .networks import CatapultToy, FCNetwork, param_count
 from .predict import (
     GaussianPrediction,
@@ -16,26 +18,41 @@ from .predict import (
     nngp_posterior,
     ntk_gp,
 )
+from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
+from .train import TrainJob, initial_params, record_schedule, train, train_batch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
     "CatapultToy",
+    "DataSpec",
+    "Dataset",
     "FCNetwork",
     "GaussianPrediction",
+    "RECORD_SCHEMA",
+    "Resources",
+    "TrainJob",
     "Trajectory",
     "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
     "get_activation",
+    "initial_params",
     "linearized_predict",
+    "load",
     "max_learning_rate",
     "nngp_posterior",
     "ntk_gp",
     "ntk_matrix",
     "ntk_vector_product",
     "param_count",
+    "plan_batches",
+    "record_schedule",
+    "run_jobs",
     "sharpness",
+    "submit_jobs",
+    "train",
+    "train_batch",
 ]
