@@ -45,7 +45,7 @@ def test_jacobian_matches_explicit_sum_over_parameters():
     flat, unravel = ravel_pytree(params)
     basis = np.eye(flat.size)
     column = lambda x, e: jax.jvp(lambda p: net.apply(unravel(p), x), (flat,), (e,))[1]
-    jac = lambda x: jax.vmap(lambda e: column(x, e))(basis)  # (P, N, k)
+    jac = jax.jit(lambda x: jax.vmap(lambda e: column(x, e))(basis))  # (P, N, k)
     want = np.einsum("pia,pjb->ijab", jac(x1), jac(x2))
     _assert_close(empirical_ntk(net, params, x1, x2, implementation="structured"), want)
 
@@ -92,7 +92,8 @@ def test_ntk_matrix_is_sample_major_and_matches_the_vector_product():
     assert mat.shape == (12, 12)
     assert mat[1 * 3 + 2, 3 * 3 + 0] == theta[1, 3, 2, 0]
     v = _points(4, 3, 9)
-    _assert_close(ntk_vector_product(net.apply, params, x, v).ravel(), mat @ v.ravel())
+    product = jax.jit(ntk_vector_product, static_argnums=0)(net.apply, params, x, v)
+    _assert_close(product.ravel(), mat @ v.ravel())
 
 
 # ---------------------------------------------------------------------------------
