@@ -7,9 +7,9 @@ theta <- theta - eta grad L, so function space moves with eta' = eta / m:
     gradient flow:     df/dt = -eta' Theta (f - Y)            decay D(t) = exp(-eta' Theta t)
     gradient descent:  f_{t+1} = f_t - eta' Theta (f_t - Y)   decay D(t) = (I - eta' Theta)^t
 
-The discrete formula is exact for the linearised model (Lee et al. 2019, arXiv
-1902.06720, eq. 8-9 with the step count in place of the time); flow time t and
-step count t are on the same scale (t steps of size eta ~ time t).
+Lee et al. 2019 (arXiv 1902.06720) give the flow form; the discrete form is exact
+for gradient descent on the linearised model. Flow time t and step count t are on
+the same scale (t steps of size eta ~ time t).
 
 Kernels are given as matrices; nothing here computes a kernel. Infinite-width
 kernels (:func:`ntk_gp`, :func:`nngp_posterior`) are scalar, shape (m, m), and act
@@ -201,7 +201,7 @@ def ntk_gp(
     """NTK-GP: distribution over random init of infinite-width networks trained for time t.
 
     With eta' = lr / m and D(t) the decay of the module docstring (science.md §4,
-    Lee et al. 2019 eq. 16)::
+    Lee et al. 2019)::
 
         A(t)    = Theta(x*, X) Theta^{-1} (I - D(t))
         mean(t) = A(t) Y
@@ -276,7 +276,7 @@ def linearized_predict(
     """Outputs of the network linearised at theta_0, trained on our loss (science.md §4).
 
     With the empirical NTK Theta_0 = Theta_hat(X, X) at init, eta' = lr / m and D(t)
-    the decay of the module docstring (Lee et al. 2019 eq. 8-9)::
+    the decay of the module docstring (Lee et al. 2019)::
 
         f_lin(X, t)  = Y + D(t) (f_0(X) - Y)
         f_lin(x*, t) = f_0(x*) + Theta_0(x*, X) Theta_0^{-1} (I - D(t)) (Y - f_0(X))
