@@ -23,8 +23,10 @@ def _assert_close(a, b, rtol=1e-10):
 # The three implementations agree (one contract, run against each)
 
 
-@pytest.mark.parametrize("activation", ["erf", "relu", "leaky_relu:0.2"])
-@pytest.mark.parametrize("depth, k", [(1, 1), (3, 3)])
+@pytest.mark.parametrize(
+    "activation, depth, k",
+    [("erf", 1, 1), ("erf", 3, 3), ("relu", 2, 3), ("leaky_relu:0.2", 3, 1), ("tanh", 1, 3)],
+)
 def test_implementations_agree_on_fc_networks(activation, depth, k):
     net = FCNetwork.make(
         depth=depth, width=12, out_dim=k, activation=activation, sigma_w=1.4, sigma_b=0.3
