@@ -7,9 +7,9 @@ theta <- theta - eta grad L, so function space moves with eta' = eta / m:
     gradient flow:     df/dt = -eta' Theta (f - Y)            decay D(t) = exp(-eta' Theta t)
     gradient descent:  f_{t+1} = f_t - eta' Theta (f_t - Y)   decay D(t) = (I - eta' Theta)^t
 
-The discrete formula is exact for the linearised model (Lee et al. 2019, arXiv
-1902.06720, eq. 8-9 with the step count in place of the time); flow time t and
-step count t are on the same scale (t steps of size eta ~ time t).
+Lee et al. 2019 (arXiv 1902.06720) give the flow form; the discrete form is exact
+for gradient descent on the linearised model. Flow time t and step count t are on
+the same scale (t steps of size eta ~ time t).
 
 Kernels are given as matrices; nothing here computes a kernel. Infinite-width
 kernels (:func:`ntk_gp`, :func:`nngp_posterior`) are scalar, shape (m, m), and act
@@ -36,8 +36,10 @@ t = inf prediction reports a singular kernel.
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve, solve_triangular
@@ -126,7 +128,8 @@ def _extreme_sharpness(theta_train, num_outputs: int) -> tuple[float, float]:
             f"theta_train has {rows} rows, not a multiple of num_outputs={k}; pass the "
             "(m k, m k) ntk_matrix layout or the right num_outputs"
         )
-    eigs = np.linalg.eigvalsh(np.asarray(_symmetrise(theta), dtype=np.float64)) / (rows // k)
+    host = np.asarray(theta, dtype=np.float64)
+    eigs = np.linalg.eigvalsh(0.5 * (host + host.T)) / (rows // k)
     if eigs[-1] <= 0:
         raise ValueError("theta_train has no positive eigenvalue; it is not an NTK Gram matrix")
     return float(eigs[0]), float(eigs[-1])
@@ -173,16 +176,22 @@ def nngp_posterior(
     n = k_tx.shape[0]
     k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
 
-    a = _regularise(_symmetrise(k_train), diag_reg) + noise_var * jnp.eye(m, dtype=k_train.dtype)
-    chol = cho_factor(a, lower=True)
-    if not bool(jnp.all(jnp.isfinite(chol[0]))):
+    factored, mean, cov = _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg)
+    if not factored:
         raise ValueError(
             "k_train + noise_var * I is not positive definite; pass noise_var > 0 or diag_reg > 0"
         )
+    return GaussianPrediction(mean, cov)
+
+
+@jax.jit
+def _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg):
+    m = k_train.shape[0]
+    a = _regularise(k_train, diag_reg) + noise_var * jnp.eye(m, dtype=k_train.dtype)
+    chol = cho_factor(a, lower=True)
     mean = k_tx @ cho_solve(chol, y)
     half = solve_triangular(chol[0], k_tx.T, lower=True)  # L^{-1} K(X, x*), (m, N)
-    cov = _symmetrise(k_tt - half.T @ half)
-    return GaussianPrediction(mean, cov)
+    return jnp.all(jnp.isfinite(chol[0])), mean, _symmetrise(k_tt - half.T @ half)
 
 
 def ntk_gp(
@@ -201,7 +210,7 @@ def ntk_gp(
     """NTK-GP: distribution over random init of infinite-width networks trained for time t.
 
     With eta' = lr / m and D(t) the decay of the module docstring (science.md §4,
-    Lee et al. 2019 eq. 16)::
+    Lee et al. 2019)::
 
         A(t)    = Theta(x*, X) Theta^{-1} (I - D(t))
         mean(t) = A(t) Y
@@ -237,9 +246,9 @@ def ntk_gp(
     lr = _validate.positive_float(lr, "lr")
     _validate.choice(dynamics, "dynamics", DYNAMICS)
     diag_reg = _validate.nonnegative_float(diag_reg, "diag_reg")
-    theta = _regularise(_symmetrise(_kernel(theta_train, "theta_train")), diag_reg)
+    theta = _kernel(theta_train, "theta_train")
     m = theta.shape[0]
-    k_x = _regularise(_symmetrise(_kernel(k_train, "k_train", size=m)), diag_reg)
+    k_x = _kernel(k_train, "k_train", size=m)
     y = _matrix(y_train, "y_train", rows=m)
     theta_tx = _matrix(theta_test_train, "theta_test_train", cols=m)
     n = theta_tx.shape[0]
@@ -247,18 +256,27 @@ def ntk_gp(
     k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
     times = _times(ts, dynamics)
 
-    eigs, vecs = jnp.linalg.eigh(theta)
-    _, ratio = _decay(eigs, times, lr / m, dynamics, "theta_train")  # (T, m)
-    proj = theta_tx @ vecs  # Theta(x*, X) V, (N, m)
-    a = jnp.einsum("nj,tj,ij->tni", proj, ratio, vecs)  # A(t), (T, N, m)
-    mean = a @ y
-    cross = a @ k_tx.T  # A K(X, x*), (T, N, N)
-    cov = k_tt + a @ k_x @ jnp.swapaxes(a, -1, -2) - cross - jnp.swapaxes(cross, -1, -2)
+    eigs, mean, cov = _ntk_gp_core(
+        theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m, diag_reg, dynamics
+    )
+    if np.any(np.isinf(times)):
+        _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
     shape = np.shape(ts)
     return GaussianPrediction(
-        mean.reshape(shape + mean.shape[1:]),
-        _symmetrise(cov).reshape(shape + cov.shape[1:]),
+        mean.reshape(shape + mean.shape[1:]), cov.reshape(shape + cov.shape[1:])
     )
+
+
+@functools.partial(jax.jit, static_argnames="dynamics")
+def _ntk_gp_core(theta, theta_tx, k_x, k_tx, k_tt, y, times, lr_eff, diag_reg, dynamics):
+    eigs, vecs = jnp.linalg.eigh(_regularise(theta, diag_reg))
+    k_x = _regularise(k_x, diag_reg)
+    _, ratio = _decay(eigs, times, lr_eff, dynamics)  # (T, m)
+    proj = theta_tx @ vecs  # Theta(x*, X) V, (N, m)
+    a = jnp.einsum("nj,tj,ij->tni", proj, ratio, vecs)  # A(t), (T, N, m)
+    cross = a @ k_tx.T  # A K(X, x*), (T, N, N)
+    cov = k_tt + a @ k_x @ jnp.swapaxes(a, -1, -2) - cross - jnp.swapaxes(cross, -1, -2)
+    return eigs, a @ y, _symmetrise(cov)
 
 
 def linearized_predict(
@@ -276,7 +294,7 @@ def linearized_predict(
     """Outputs of the network linearised at theta_0, trained on our loss (science.md §4).
 
     With the empirical NTK Theta_0 = Theta_hat(X, X) at init, eta' = lr / m and D(t)
-    the decay of the module docstring (Lee et al. 2019 eq. 8-9)::
+    the decay of the module docstring (Lee et al. 2019)::
 
         f_lin(X, t)  = Y + D(t) (f_0(X) - Y)
         f_lin(x*, t) = f_0(x*) + Theta_0(x*, X) Theta_0^{-1} (I - D(t)) (Y - f_0(X))
@@ -305,7 +323,7 @@ def linearized_predict(
     lr = _validate.positive_float(lr, "lr")
     _validate.choice(dynamics, "dynamics", DYNAMICS)
     diag_reg = _validate.nonnegative_float(diag_reg, "diag_reg")
-    theta = _regularise(_symmetrise(_kernel(theta_train, "theta_train")), diag_reg)
+    theta = _kernel(theta_train, "theta_train")
     y = _matrix(y_train, "y_train")
     m, k = y.shape
     if theta.shape[0] != m * k:
@@ -316,41 +334,53 @@ def linearized_predict(
     f0 = _matrix(f0_train, "f0_train", rows=m, cols=k)
     if (theta_test_train is None) != (f0_test is None):
         raise ValueError("theta_test_train and f0_test go together: pass both or neither")
+    theta_tx = f0_t = None
+    if theta_test_train is not None:
+        theta_tx = _matrix(theta_test_train, "theta_test_train", cols=m * k)
+        if theta_tx.shape[0] % k:
+            raise ValueError(
+                f"theta_test_train has {theta_tx.shape[0]} rows, not a multiple of k={k}; "
+                "pass ntk_matrix(empirical_ntk(model, params, x_test, x_train))"
+            )
+        f0_t = _matrix(f0_test, "f0_test", rows=theta_tx.shape[0] // k, cols=k)
     times = _times(ts, dynamics)
-    shape = np.shape(ts)
 
-    eigs, vecs = jnp.linalg.eigh(theta)
-    decay, ratio = _decay(eigs, times, lr / m, dynamics, "theta_train")  # (T, m k)
-    resid = vecs.T @ (f0 - y).reshape(m * k)  # V^T (f_0 - Y), (m k,)
-    train = y.reshape(-1) + (decay * resid) @ vecs.T  # (T, m k)
+    eigs, train, test = _linearized_core(
+        theta, f0, y, theta_tx, f0_t, times, lr / m, diag_reg, dynamics
+    )
+    if np.any(np.isinf(times)):
+        _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
+    shape = np.shape(ts)
     train = train.reshape(shape + (m, k))
-    if theta_test_train is None:
-        return Trajectory(train, None)
-    theta_tx = _matrix(theta_test_train, "theta_test_train", cols=m * k)
-    if theta_tx.shape[0] % k:
-        raise ValueError(
-            f"theta_test_train has {theta_tx.shape[0]} rows, not a multiple of k={k}; "
-            "pass ntk_matrix(empirical_ntk(model, params, x_test, x_train))"
-        )
-    n = theta_tx.shape[0] // k
-    f0_t = _matrix(f0_test, "f0_test", rows=n, cols=k)
-    test = f0_t.reshape(-1) - (ratio * resid) @ (theta_tx @ vecs).T  # (T, N k)
-    return Trajectory(train, test.reshape(shape + (n, k)))
+    return Trajectory(train, None if test is None else test.reshape(shape + f0_t.shape))
+
+
+@functools.partial(jax.jit, static_argnames="dynamics")
+def _linearized_core(theta, f0, y, theta_tx, f0_t, times, lr_eff, diag_reg, dynamics):
+    eigs, vecs = jnp.linalg.eigh(_regularise(theta, diag_reg))
+    decay, ratio = _decay(eigs, times, lr_eff, dynamics)  # (T, m k)
+    resid = vecs.T @ (f0 - y).reshape(-1)  # V^T (f_0 - Y), (m k,)
+    train = y.reshape(-1) + (decay * resid) @ vecs.T  # (T, m k)
+    if theta_tx is None:
+        return eigs, train, None
+    return eigs, train, f0_t.reshape(-1) - (ratio * resid) @ (theta_tx @ vecs).T  # (T, N k)
 
 
 # ---------------------------------------------------------------------------------
 # Helpers
 
 
-def _decay(eigs, times, lr_eff: float, dynamics: str, name: str):
+def _decay(eigs, times, lr_eff, dynamics: str):
     """Per-mode decay d_i(t) and (1 - d_i(t)) / s_i for eigenvalues s_i of Theta.
 
     Returns two arrays of shape (T, m). Accurate for small s_i: expm1/log1p keep
-    (1 - d) / s at relative precision, and s_i = 0 takes the limit eta' t.
+    (1 - d) / s at relative precision, and s_i = 0 takes the limit eta' t. At
+    t = inf, d = 0 and the ratio is 1 / s_i; the caller checks that this limit
+    exists (:func:`_check_converges`).
     """
     dtype = eigs.dtype
     s = eigs[None, :]
-    t = jnp.asarray(times, dtype)[:, None]
+    t = times.astype(dtype)[:, None]
     finite = jnp.isfinite(t)
     t0 = jnp.where(finite, t, 0.0)  # keeps inf out of the arithmetic below
     a = lr_eff * s
@@ -364,10 +394,8 @@ def _decay(eigs, times, lr_eff: float, dynamics: str, name: str):
         one_minus = jnp.where(a < 0.5, smooth, 1.0 - sign * jnp.abs(base) ** t0)
     safe_s = jnp.where(s == 0, 1.0, s)
     ratio = jnp.where(s == 0, lr_eff * t0, one_minus / safe_s)
-    if bool(np.any(np.isinf(times))):
-        _check_converges(np.asarray(eigs), lr_eff, dynamics, name)
-        ratio = jnp.where(finite, ratio, 1.0 / safe_s)
-        one_minus = jnp.where(finite, one_minus, 1.0)
+    ratio = jnp.where(finite, ratio, 1.0 / safe_s)
+    one_minus = jnp.where(finite, one_minus, 1.0)
     return (1.0 - one_minus).astype(dtype), ratio.astype(dtype)
 
 
@@ -405,31 +433,33 @@ def _times(ts, dynamics: str) -> np.ndarray:
 
 
 def _matrix(a, name: str, *, rows: int | None = None, cols: int | None = None):
-    arr = jnp.asarray(a)
-    if arr.ndim != 2:
+    """Check a finite 2-D array on the host; return it as a floating JAX array."""
+    host = np.asarray(a)
+    if host.ndim != 2:
         raise ValueError(
-            f"{name} must be a 2-D array, got shape {tuple(arr.shape)}; "
+            f"{name} must be a 2-D array, got shape {host.shape}; "
             "reshape targets or outputs to (m, k)"
         )
-    if rows is not None and arr.shape[0] != rows or cols is not None and arr.shape[1] != cols:
+    if rows is not None and host.shape[0] != rows or cols is not None and host.shape[1] != cols:
         want = f"({rows if rows is not None else '*'}, {cols if cols is not None else '*'})"
         raise ValueError(
-            f"{name} has shape {tuple(arr.shape)}, expected {want} to match the other arguments"
+            f"{name} has shape {host.shape}, expected {want} to match the other arguments"
         )
-    if not jnp.issubdtype(arr.dtype, jnp.floating):
-        arr = arr.astype(jnp.result_type(float))
-    if not bool(jnp.all(jnp.isfinite(arr))):
+    if not np.issubdtype(host.dtype, np.floating):
+        host = host.astype(jnp.result_type(float))
+    if not np.all(np.isfinite(host)):
         raise ValueError(f"{name} contains non-finite values (nan or inf)")
-    return arr
+    return jnp.asarray(a, dtype=host.dtype)
 
 
 def _kernel(a, name: str, *, size: int | None = None):
+    """A finite, square, symmetric (to 100 ulp of its largest entry) matrix."""
     arr = _matrix(a, name, rows=size, cols=size)
-    if arr.shape[0] != arr.shape[1]:
-        raise ValueError(f"{name} must be square, got shape {tuple(arr.shape)}")
-    scale = float(jnp.max(jnp.abs(arr)))
-    tol = 100 * float(jnp.finfo(arr.dtype).eps) * max(scale, 1e-300)
-    if float(jnp.max(jnp.abs(arr - arr.T))) > tol:
+    host = np.asarray(arr)
+    if host.shape[0] != host.shape[1]:
+        raise ValueError(f"{name} must be square, got shape {host.shape}")
+    tol = 100 * np.finfo(host.dtype).eps * max(float(np.abs(host).max()), 1e-300)
+    if np.abs(host - host.T).max() > tol:
         raise ValueError(f"{name} must be symmetric (a kernel Gram matrix of the training set)")
     return arr
 
@@ -438,8 +468,7 @@ def _symmetrise(a):
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
-def _regularise(a, diag_reg: float):
-    if diag_reg == 0:
-        return a
+def _regularise(a, diag_reg):
+    """Symmetrise, then add diag_reg * mean(diag(a)) to the diagonal (exact no-op at 0)."""
     n = a.shape[0]
-    return a + diag_reg * jnp.trace(a) / n * jnp.eye(n, dtype=a.dtype)
+    return _symmetrise(a) + diag_reg * jnp.trace(a) / n * jnp.eye(n, dtype=a.dtype)

@@ -175,16 +175,12 @@ def _linearised_gd(net, params0, x, xt, y, lr, steps):
 
     loss = lambda p: 0.5 / x.shape[0] * jnp.sum((f_lin(p, x) - y) ** 2)
 
-    @jax.jit
-    def step(p):
-        return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, jax.grad(loss)(p))
+    def step(p, _):
+        outputs = (f_lin(p, x), f_lin(p, xt))  # before the update: index t = after t steps
+        return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), outputs
 
-    train, test, p = [], [], params0
-    for _ in range(steps + 1):
-        train.append(f_lin(p, x))
-        test.append(f_lin(p, xt))
-        p = step(p)
-    return np.stack(train), np.stack(test)
+    _, (train, test) = jax.jit(lambda p: jax.lax.scan(step, p, None, length=steps + 1))(params0)
+    return np.asarray(train), np.asarray(test)
 
 
 @pytest.mark.parametrize("k, eta_lambda", [(1, 0.6), (1, 1.9), (3, 1.2), (1, 2.05)])
