@@ -8,6 +8,7 @@ from .activations import Activation, get_activation
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
 from .predict import (
     GaussianPrediction,
@@ -31,6 +32,7 @@ __all__ = [
     "Dataset",
     "FCNetwork",
     "GaussianPrediction",
+    "Kernel",
     "RECORD_SCHEMA",
     "Resources",
     "TrainJob",
@@ -38,6 +40,7 @@ __all__ = [
     "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
+    "fc_kernel",
     "get_activation",
     "initial_params",
     "linearized_predict",

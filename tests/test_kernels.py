@@ -1,0 +1,156 @@
+"""Infinite-width kernels against physics: Monte Carlo over finite networks, quadrature,
+symmetry and positive semi-definiteness, dtype handling, and rejected inputs."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from ntk_dist import Activation, FCNetwork, empirical_ntk, fc_kernel, get_activation
+from ntk_dist.kernels import DEFAULT_TILE
+
+# Three inputs with different norms, one nearly anti-aligned with another.
+X = np.array([[1.0, 0.5, -0.3, 0.2], [-0.9, -0.4, 0.5, 0.1], [0.3, -1.2, 0.8, 1.5]])
+
+SIGMAS = [(1.5, 0.05), (math.sqrt(2), 0.1)]
+WIDTH, DRAWS, OUTPUTS = 512, 160, 32
+
+
+def _monte_carlo(activation, depth, sigma_w, sigma_b):
+    """Per-draw NNGP and NTK estimates from finite networks, shape (DRAWS, N, N) each.
+
+    NNGP: the output covariance, averaged over the OUTPUTS independent readout units of
+    one draw (zero-mean outputs). NTK: the empirical NTK, averaged over its diagonal
+    output blocks. Both are unbiased at depth 1 and O(1/width) biased beyond.
+    """
+    net = FCNetwork.make(
+        depth=depth,
+        width=WIDTH,
+        out_dim=OUTPUTS,
+        activation=activation,
+        sigma_w=sigma_w,
+        sigma_b=sigma_b,
+    )
+    keys = jax.random.split(jax.random.PRNGKey(depth * 7 + int(10 * sigma_w)), DRAWS)
+
+    @jax.jit
+    def one(key):
+        params = net.init(key, X.shape[1], jnp.float64)
+        f = net.apply(params, X)
+        nngp = f @ f.T / OUTPUTS
+        theta = empirical_ntk(net, params, X, X, implementation="structured")
+        return nngp, jnp.einsum("ijaa->ij", theta) / OUTPUTS
+
+    nngp, ntk = jax.lax.map(one, keys)
+    return np.asarray(nngp), np.asarray(ntk)
+
+
+@pytest.mark.parametrize("sigma_w, sigma_b", SIGMAS)
+@pytest.mark.parametrize("depth", [1, 2, 3])
+@pytest.mark.parametrize("activation", ["erf", "relu", "identity"])
+def test_analytic_kernels_match_monte_carlo_within_4_standard_errors(
+    activation, depth, sigma_w, sigma_b
+):
+    kern = fc_kernel(X, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b)
+    for name, draws in zip(
+        ("nngp", "ntk"), _monte_carlo(activation, depth, sigma_w, sigma_b), strict=True
+    ):
+        mean = draws.mean(0)
+        se = draws.std(0, ddof=1) / math.sqrt(DRAWS)
+        z = np.abs(mean - np.asarray(getattr(kern, name))) / se
+        assert z.max() < 4, f"{name}: z-scores {np.round(z, 2)}"
+
+
+def test_leaky_relu_matches_monte_carlo():
+    act = "leaky_relu:0.3"
+    kern = fc_kernel(X, depth=2, activation=act, sigma_w=1.4, sigma_b=0.1)
+    for name, draws in zip(("nngp", "ntk"), _monte_carlo(act, 2, 1.4, 0.1), strict=True):
+        se = draws.std(0, ddof=1) / math.sqrt(DRAWS)
+        assert (np.abs(draws.mean(0) - np.asarray(getattr(kern, name))) / se).max() < 4
+
+
+@pytest.mark.parametrize("name", ["erf", "relu", "leaky_relu:0.2"])
+def test_quadrature_matches_closed_forms(name):
+    x = np.random.default_rng(0).normal(size=(7, 5))
+    kw = dict(depth=3, sigma_w=1.5, sigma_b=0.05)
+    closed = fc_kernel(x, activation=name, **kw)
+    quad = fc_kernel(x, activation=Activation.from_fn(get_activation(name).fn), **kw)
+    for kind in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(quad, kind), getattr(closed, kind), rtol=1e-4)
+    dq = fc_kernel(x, activation=Activation.from_fn(get_activation(name).fn), diagonal=True, **kw)
+    np.testing.assert_allclose(dq.ntk, np.diag(closed.ntk), rtol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu", "identity", "tanh"])
+def test_gram_is_symmetric_psd_and_diagonal_mode_agrees(activation):
+    x = np.random.default_rng(1).normal(size=(40, 6))
+    x[5] = x[4]  # a duplicate point: the Gram is singular but must stay PSD
+    kern = fc_kernel(x, depth=3, activation=activation, sigma_w=1.5, sigma_b=0.05)
+    diag = fc_kernel(x, depth=3, activation=activation, sigma_w=1.5, sigma_b=0.05, diagonal=True)
+    for kind in ("nngp", "ntk"):
+        k = np.asarray(getattr(kern, kind))
+        np.testing.assert_array_equal(k, k.T)
+        eig = np.linalg.eigvalsh(k)
+        assert eig[0] >= -1e-9 * eig[-1]
+        np.testing.assert_allclose(np.diag(k), getattr(diag, kind), rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["erf", "relu"])
+def test_tiled_gram_equals_one_block(activation):
+    n = DEFAULT_TILE + 37  # ragged last tile
+    x = np.random.default_rng(2).normal(size=(n, 3))
+    kw = dict(depth=2, activation=activation, sigma_w=1.3, sigma_b=0.2)
+    tiled = fc_kernel(x, tile=128, **kw)
+    whole = fc_kernel(x, tile=n, **kw)
+    cross_tiled = fc_kernel(x, x[:200], tile=64, **kw)
+    cross_whole = fc_kernel(x, x[:200], tile=n, **kw)
+    for kind in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(tiled, kind), getattr(whole, kind), rtol=1e-12)
+        np.testing.assert_allclose(
+            getattr(cross_tiled, kind), getattr(cross_whole, kind), rtol=1e-12
+        )
+
+
+def test_dtype_follows_inputs_and_get_selects():
+    x = np.random.default_rng(3).normal(size=(6, 3))
+    k32 = fc_kernel(x.astype(np.float32), depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
+    k64 = fc_kernel(x, depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
+    assert k32.ntk.dtype == jnp.float32 and k64.ntk.dtype == jnp.float64
+    np.testing.assert_allclose(k32.ntk, k64.ntk, rtol=1e-5)
+    only = fc_kernel(x, depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05, get="nngp")
+    assert only.ntk is None
+    np.testing.assert_array_equal(only.nngp, k64.nngp)
+
+
+def test_depth_one_identity_is_the_linear_kernel():
+    # Written out by hand from science.md §2: two layers of K -> sw^2 K + sb^2.
+    sw, sb = 1.3, 0.4
+    k1 = sw**2 * X @ X.T / X.shape[1] + sb**2
+    k2 = sw**2 * k1 + sb**2
+    kern = fc_kernel(X, depth=1, activation="identity", sigma_w=sw, sigma_b=sb)
+    np.testing.assert_allclose(kern.nngp, k2, rtol=1e-12)
+    np.testing.assert_allclose(kern.ntk, k2 + sw**2 * k1, rtol=1e-12)
+
+
+GOOD = dict(depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
+
+
+@pytest.mark.parametrize(
+    "x1, x2, kwargs, field",
+    [
+        (X, np.ones((2, 3)), {}, "feature dimension"),
+        (np.array([[1.0, np.nan]]), None, {}, "x1"),
+        (X, np.array([[np.inf, 0, 0, 0]]), {}, "x2"),
+        (X, None, {"depth": 0}, "depth"),
+        (X, None, {"sigma_w": 0.0}, "sigma_w"),
+        (X, None, {"sigma_b": -0.1}, "sigma_b"),
+        (X, None, {"activation": "swish9"}, "activation"),
+        (X, None, {"get": ("nngp", "cka")}, "get"),
+        (X, None, {"tile": 0}, "tile"),
+    ],
+)
+def test_bad_input_is_rejected_naming_the_argument(x1, x2, kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        fc_kernel(x1, x2, **{**GOOD, **kwargs})
