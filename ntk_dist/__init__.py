@@ -6,6 +6,7 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 
 from .activations import Activation, get_activation
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
+from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
 from .predict import (
     GaussianPrediction,
@@ -25,10 +26,12 @@ __all__ = [
     "CatapultToy",
     "FCNetwork",
     "GaussianPrediction",
+    "Kernel",
     "Trajectory",
     "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
+    "fc_kernel",
     "get_activation",
     "linearized_predict",
     "max_learning_rate",
