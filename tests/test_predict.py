@@ -315,6 +315,15 @@ def test_ntk_gp_rejects_bad_input(call, match):
         call()
 
 
+def test_rounding_asymmetry_is_accepted_in_float32():
+    kernels, y = _good()
+    th = kernels["theta_train"].astype(np.float32)
+    th[0, 1] *= 1 + 3e-6  # a few float32 ulps, as J J^T summed over many parameters gives
+    kernels.update(theta_train=th)
+    pred = ntk_gp(*kernels.values(), y, 10, lr=1.0)
+    assert np.all(np.isfinite(pred.cov))
+
+
 def test_singular_kernel_at_infinity_is_fixed_by_diag_reg():
     pred = _call_gp({"theta_train": np.ones((M, M))}, ts=np.inf, diag_reg=1e-6)
     assert np.all(np.isfinite(pred.mean)) and np.all(np.isfinite(pred.cov))
