@@ -345,3 +345,13 @@ def test_other_entry_points_reject_bad_input():
         linearized_predict(th, np.zeros((M, 1)) + np.inf, y, 1, lr=1.0)
     with pytest.raises(ValueError, match="num_outputs"):
         max_learning_rate(th, num_outputs=4)
+
+
+def test_public_names_are_exported():
+    import ntk_dist
+    from ntk_dist import predict
+
+    names = ("GaussianPrediction", "Trajectory", "critical_learning_rate", "linearized_predict")
+    names += ("max_learning_rate", "nngp_posterior", "ntk_gp")
+    for name in names:
+        assert name in ntk_dist.__all__ and getattr(ntk_dist, name) is getattr(predict, name)
