@@ -453,12 +453,17 @@ def _matrix(a, name: str, *, rows: int | None = None, cols: int | None = None):
 
 
 def _kernel(a, name: str, *, size: int | None = None):
-    """A finite, square, symmetric (to 100 ulp of its largest entry) matrix."""
+    """A finite, square matrix, symmetric to sqrt(eps) of its largest entry.
+
+    The tolerance admits the rounding of Gram matrices summed over many parameters
+    in float32 (J J^T is not bitwise symmetric) and still catches a cross kernel
+    passed in place of a training kernel. The cores symmetrise before use.
+    """
     arr = _matrix(a, name, rows=size, cols=size)
     host = np.asarray(arr)
     if host.shape[0] != host.shape[1]:
         raise ValueError(f"{name} must be square, got shape {host.shape}")
-    tol = 100 * np.finfo(host.dtype).eps * max(float(np.abs(host).max()), 1e-300)
+    tol = np.sqrt(np.finfo(host.dtype).eps) * max(float(np.abs(host).max()), 1e-300)
     if np.abs(host - host.T).max() > tol:
         raise ValueError(f"{name} must be symmetric (a kernel Gram matrix of the training set)")
     return arr

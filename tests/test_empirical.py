@@ -81,8 +81,6 @@ def test_jacobian_and_ntvp_agree_on_a_custom_apply_function():
     ref = empirical_ntk(apply, params, x1, x2, implementation="jacobian")
     assert ref.shape == (5, 3, 2, 2)
     _assert_close(empirical_ntk(apply, params, x1, x2, implementation="ntvp"), ref)
-    same = empirical_ntk(apply, params, x1, x1, implementation="jacobian")
-    _assert_close(empirical_ntk(apply, params, x1, implementation="ntvp"), same)
 
 
 def test_ntk_matrix_is_sample_major_and_matches_the_vector_product():
@@ -105,8 +103,7 @@ def test_ntk_matrix_is_sample_major_and_matches_the_vector_product():
 @pytest.mark.parametrize(
     "model, m, k",
     [
-        (FCNetwork.make(depth=2, width=16, out_dim=2, activation="relu", sigma_w=1.3), 10, 2),
-        (FCNetwork.make(depth=1, width=32, activation="erf", sigma_w=1.5, sigma_b=0.05), 40, 1),
+        (FCNetwork.make(depth=2, width=16, out_dim=2, activation="relu", sigma_w=1.3), 20, 2),
         (CatapultToy(width=20, out_dim=1), 8, 1),
     ],
 )

@@ -315,6 +315,15 @@ def test_ntk_gp_rejects_bad_input(call, match):
         call()
 
 
+def test_rounding_asymmetry_is_accepted_in_float32():
+    kernels, y = _good()
+    th = kernels["theta_train"].astype(np.float32)
+    th[0, 1] *= 1 + 3e-6  # a few float32 ulps, as J J^T summed over many parameters gives
+    kernels.update(theta_train=th)
+    pred = ntk_gp(*kernels.values(), y, 10, lr=1.0)
+    assert np.all(np.isfinite(pred.cov))
+
+
 def test_singular_kernel_at_infinity_is_fixed_by_diag_reg():
     pred = _call_gp({"theta_train": np.ones((M, M))}, ts=np.inf, diag_reg=1e-6)
     assert np.all(np.isfinite(pred.mean)) and np.all(np.isfinite(pred.cov))
@@ -336,3 +345,13 @@ def test_other_entry_points_reject_bad_input():
         linearized_predict(th, np.zeros((M, 1)) + np.inf, y, 1, lr=1.0)
     with pytest.raises(ValueError, match="num_outputs"):
         max_learning_rate(th, num_outputs=4)
+
+
+def test_public_names_are_exported():
+    import ntk_dist
+    from ntk_dist import predict
+
+    names = ("GaussianPrediction", "Trajectory", "critical_learning_rate", "linearized_predict")
+    names += ("max_learning_rate", "nngp_posterior", "ntk_gp")
+    for name in names:
+        assert name in ntk_dist.__all__ and getattr(ntk_dist, name) is getattr(predict, name)
