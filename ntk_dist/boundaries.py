@@ -51,9 +51,7 @@ BOUNDARY_SCHEMA = pa.schema(
         pa.field("activation", pa.string(), False, {"doc": "activation name"}),
         pa.field("boundary", pa.string(), False, {"doc": "'lazy_catapult' | 'catapult_divergent'"}),
         pa.field("coordinate", pa.string(), False, {"doc": "'eta_lambda0' or 'learning_rate'"}),
-        pa.field(
-            "eta_lambda0", pa.float64(), True, {"doc": "boundary estimate (NaN: not located)"}
-        ),
+        pa.field("eta_lambda0", pa.float64(), True, {"doc": "estimate (NaN: not located)"}),
         pa.field("ci_low", pa.float64(), True, {"doc": "lower end of the confidence interval"}),
         pa.field("ci_high", pa.float64(), True, {"doc": "upper end of the confidence interval"}),
         pa.field("region_low", pa.float64(), True, {"doc": "transition region, lower end"}),

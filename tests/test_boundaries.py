@@ -98,13 +98,13 @@ def test_mixed_labels_give_a_region_and_a_bootstrap_interval():
     xs = rng.uniform(1.5, 2.5, 200)
     # P(catapult) rises smoothly from 0 to 1 across [1.8, 2.2]: the true edge is 2.
     catapult = rng.uniform(size=xs.size) < np.clip((xs - 1.8) / 0.4, 0, 1)
-    runs = _synthetic([(x, "catapult" if c else "lazy") for x, c in zip(xs, catapult)])
+    runs = _synthetic([(x, "catapult" if c else "lazy") for x, c in zip(xs, catapult, strict=True)])
     a = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
     b = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
     assert a.to_pandas().equals(b.to_pandas())  # NaN-aware
     r = _row(a, 64, "lazy_catapult")
     assert r["mixed"] and 1.75 < r["region_low"] < 2.0 < r["region_high"] < 2.25
-    assert r["ci_low"] <= 2.0 <= r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.2
+    assert r["ci_low"] <= 2.0 <= r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.3
     assert abs(r["eta_lambda0"] - 2.0) < 0.1
     missing = _row(a, 64, "catapult_divergent")  # no divergent runs: not located
     assert math.isnan(missing["eta_lambda0"]) and missing["n_above"] == 0
