@@ -1,7 +1,7 @@
 """Sweep figures from a runs table (and its boundaries), saved as PNG and PDF.
 
-- :func:`plot_catapult`: lambda_T / lambda0 and the loss peak (``loss_peak``) against eta * lambda0, one colour per width (Lewkowycz et al. 2020, Fig. 2 style),
-  with dashed guides at 2 and at the expected eta_max * lambda0 (4 for the toy, about
+- :func:`plot_catapult`: lambda_T / lambda0 and the loss peak (``loss_peak``) against
+  eta * lambda0, one colour per width (Lewkowycz et al. 2020, Fig. 2 style), with dashed guides at 2 and at the expected eta_max * lambda0 (4 for the toy, about
   12 for ReLU networks; science.md §5). Every run is a point; lines join the per-width
   medians over seeds. Divergent runs are drawn only as crosses above the highest loss
   peak of the loss panel (their pre-divergence peak is not a catapult peak).
@@ -68,18 +68,18 @@ def plot_catapult(runs: pa.Table, path: str | Path, *, title: str = "") -> Plot:
     ax_lam, ax_loss = fig.subplots(1, 2, sharex=True)
     widths = sorted(set(col["width"].tolist()))
     colours = _width_colours(len(widths))
-    ratio_lam = col["lambda_final"] / col["lambda0"]
+    lam_ratio = col["lambda_final"] / col["lambda0"]
     peak = col["loss_peak"]
     top = np.nanmax(peak[~col["diverged"]], initial=1.0) * 3
     for w, c in zip(widths, colours, strict=True):
         sel = col["width"] == w
         alive = sel & ~col["diverged"]
-        ax_lam.scatter(col["eta_lambda0"][alive], ratio_lam[alive], s=12, color=c, label=f"n={w}")
+        ax_lam.scatter(col["eta_lambda0"][alive], lam_ratio[alive], s=12, color=c, label=f"n={w}")
         ax_loss.scatter(col["eta_lambda0"][alive], peak[alive], s=12, color=c)
         dead = sel & col["diverged"]
         if dead.any():
             ax_loss.scatter(col["eta_lambda0"][dead], np.full(dead.sum(), top), marker="x", color=c)
-        for ax, y in ((ax_lam, ratio_lam), (ax_loss, peak)):
+        for ax, y in ((ax_lam, lam_ratio), (ax_loss, peak)):
             xs, med = _medians(col["eta_lambda0"][alive], y[alive])
             ax.plot(xs, med, color=c, lw=1)
     eta_max = expected_eta_max(runs)
