@@ -1,8 +1,9 @@
 """Sweep figures from a runs table (and its boundaries), saved as PNG and PDF.
 
 - :func:`plot_catapult`: lambda_T / lambda0 and the loss peak (``loss_peak``) against
-  eta * lambda0, one colour per width (Lewkowycz et al. 2020, Fig. 2 style), with dashed guides at 2 and at the expected eta_max * lambda0 (4 for the toy, about
-  12 for ReLU networks; science.md §5). Every run is a point; lines join the per-width
+  eta * lambda0, one colour per width (Lewkowycz et al. 2020, Fig. 2 style), with
+  dashed guides at 2 and at the expected eta_max * lambda0 (4 for the toy, about 12
+  for ReLU networks; science.md §5). Every run is a point; lines join the per-width
   medians over seeds. Divergent runs are drawn only as crosses above the highest loss
   peak of the loss panel (their pre-divergence peak is not a catapult peak).
 - :func:`plot_phase_diagram`: width against eta * lambda0, each run coloured by its
