@@ -1,0 +1,132 @@
+"""Runs needed to locate both toy boundaries to 1%: BoundarySampler vs a uniform grid.
+
+Both searches train real toy networks with the engine (full-batch GD, one sample x = 1,
+y = 0, each run's own lambda0, step budget from :func:`ntk_dist.phases.step_budget`)
+at one width, with ``--seeds`` runs per point. A boundary counts as located when the
+bracket around its estimate (last run of the lower phase, first run of the upper
+phase) is narrower than ``--resolution`` relative (b / a - 1), and the estimate is
+within that resolution of the exact edge (2 and 4).
+
+- grid: geometric grid over [eta_low, eta_high] with ratio 1 + resolution, the
+  coarsest uniform (in log eta) grid that brackets any boundary to that resolution.
+- boundary: Optuna ask/tell with :class:`ntk_dist.search.BoundarySampler`, rounds of
+  ``--parallel`` trials, stopped as soon as both brackets are resolved.
+
+    PYTHONPATH=. python bench/bench_search.py [--width 4096 --seeds 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import jax
+import numpy as np
+import optuna
+import pyarrow as pa
+
+from ntk_dist.boundaries import estimate_boundaries
+from ntk_dist.data import DataSpec
+from ntk_dist.execute import run_jobs
+from ntk_dist.networks import CatapultToy
+from ntk_dist.phases import label_runs, step_budget
+from ntk_dist.search import ETA_PARAM, WIDTH_PARAM, BoundarySampler
+from ntk_dist.train import TrainJob
+
+EDGES = {"lazy_catapult": 2.0, "catapult_divergent": 4.0}
+DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)
+
+
+def _train(width, etas, seeds):
+    jobs = [
+        TrainJob(
+            CatapultToy(width),
+            DATA,
+            float(e),
+            steps=step_budget(width, e),
+            seed=s,
+            lr_units="lambda0",
+        )
+        for e in etas
+        for s in range(seeds)
+    ]
+    return run_jobs(jobs)
+
+
+def _resolved(runs, resolution):
+    """{boundary: (estimate, region rel. width, CI)} and whether both are located."""
+    table = estimate_boundaries(runs, sweep="bench", n_boot=200)
+    out = {}
+    for r in table.to_pylist():
+        lo, hi = r["region_low"], r["region_high"]
+        rel = hi / lo - 1 if np.isfinite(lo) else math.inf
+        out[r["boundary"]] = (r["eta_lambda0"], rel, (r["ci_low"], r["ci_high"]))
+    ok = all(
+        out[b][1] <= resolution and abs(out[b][0] / edge - 1) <= resolution
+        for b, edge in EDGES.items()
+    )
+    return out, ok
+
+
+def bench_grid(width, seeds, low, high, resolution):
+    k = math.ceil(math.log(high / low) / math.log1p(resolution)) + 1
+    t0 = time.perf_counter()
+    runs = _train(width, np.geomspace(low, high, k), seeds)
+    found, ok = _resolved(runs, resolution)
+    return runs.num_rows, found, ok, time.perf_counter() - t0
+
+
+def bench_boundary(width, seeds, low, high, resolution, parallel, max_rounds=60):
+    sampler = BoundarySampler(widths=[width], eta_low=low, eta_high=high, resolution=resolution)
+    study = optuna.create_study(sampler=sampler)
+    dists = {
+        WIDTH_PARAM: optuna.distributions.CategoricalDistribution([width]),
+        ETA_PARAM: optuna.distributions.FloatDistribution(low, high),
+    }
+    t0 = time.perf_counter()
+    tables = []
+    for _ in range(max_rounds):
+        trials = [study.ask(dists) for _ in range(parallel)]
+        runs = _train(width, [t.params[ETA_PARAM] for t in trials], seeds)
+        labels = label_runs(runs).to_pylist()
+        for i, t in enumerate(trials):
+            t.set_user_attr("phases", labels[i * seeds : (i + 1) * seeds])
+            study.tell(t, 0.0)
+        tables.append(runs)
+        found, ok = _resolved(pa.concat_tables(tables), resolution)
+        if ok:
+            break
+    return sum(t.num_rows for t in tables), found, ok, time.perf_counter() - t0
+
+
+def main():
+    jax.config.update("jax_enable_x64", True)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--width", type=int, default=4096)
+    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--eta-low", type=float, default=1.0)
+    ap.add_argument("--eta-high", type=float, default=6.0)
+    ap.add_argument("--resolution", type=float, default=0.01)
+    ap.add_argument("--parallel", type=int, default=4)
+    a = ap.parse_args()
+    args = (a.width, a.seeds, a.eta_low, a.eta_high, a.resolution)
+    results = {
+        "grid": bench_grid(*args),
+        "boundary": bench_boundary(*args, a.parallel),
+    }
+    for name, (n_runs, found, ok, wall) in results.items():
+        desc = ", ".join(
+            f"{b}={v[0]:.4f} bracket {v[1]:.4f} CI [{v[2][0]:.4f}, {v[2][1]:.4f}]"
+            for b, v in found.items()
+        )
+        print(f"{name:8s} runs={n_runs:4d} located={ok} wall={wall:.1f}s  {desc}")
+    ratio = results["boundary"][0] / results["grid"][0]
+    print(f"runs ratio boundary/grid = {ratio:.3f} (target <= 0.2)")
+    if not (results["grid"][2] and results["boundary"][2] and ratio <= 0.2):
+        raise SystemExit("benchmark target missed")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Boundary estimates: located toy edges from real engine runs, CIs, transition regions."""
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from ntk_dist.boundaries import BOUNDARY_SCHEMA, estimate_boundaries
+from ntk_dist.data import DataSpec
+from ntk_dist.execute import run_jobs
+from ntk_dist.networks import CatapultToy
+from ntk_dist.train import TrainJob
+
+DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)
+# A coarse grid plus points on either side of each edge, as a sweep's bisection leaves them.
+ETAS = (1.2, 1.6, 1.9, 1.97, 2.03, 2.1, 2.6, 3.2, 3.8, 3.95, 4.05, 4.2, 4.8)
+
+
+@pytest.fixture(scope="module")
+def toy_runs():
+    jobs = [
+        TrainJob(CatapultToy(n), DATA, e, steps=256, seed=s, lr_units="lambda0")
+        for n in (1024, 4096)
+        for e in ETAS
+        for s in range(3)
+    ]
+    return run_jobs(jobs)
+
+
+def _row(table, width, boundary):
+    rows = [r for r in table.to_pylist() if r["width"] == width and r["boundary"] == boundary]
+    assert len(rows) == 1
+    return rows[0]
+
+
+def test_toy_boundaries_from_engine_runs(toy_runs):
+    table = estimate_boundaries(toy_runs, sweep="toy")
+    assert table.schema.equals(BOUNDARY_SCHEMA)
+    assert table.num_rows == 4
+    for width in (1024, 4096):
+        crit = _row(table, width, "lazy_catapult")
+        emax = _row(table, width, "catapult_divergent")
+        assert 1.9 <= crit["eta_lambda0"] <= 2.15
+        assert 3.85 <= emax["eta_lambda0"] <= 4.15
+        for r in (crit, emax):
+            assert r["ci_low"] <= r["eta_lambda0"] <= r["ci_high"]
+            assert r["region_low"] <= r["region_high"]
+            assert r["n_runs"] == 3 * len(ETAS) and r["sweep"] == "toy"
+        # Labels switch cleanly at the linear-stability edges: the bracket is the region.
+        assert (crit["region_low"], crit["region_high"]) == (1.97, 2.03)
+        assert (emax["region_low"], emax["region_high"]) == (3.95, 4.05)
+        assert not crit["mixed"] and not emax["mixed"]
+
+
+def test_transition_region_in_absolute_eta_narrows_with_width():
+    # At fixed eta the catapult needs eta > 2 / lambda0 of the run's own network;
+    # lambda0 fluctuates O(n^{-1/2}), so seeds disagree over a band that narrows with n.
+    etas = np.geomspace(0.8, 1.25, 15)
+    jobs = [
+        TrainJob(CatapultToy(n), DATA, float(e), steps=64, seed=s)
+        for n in (128, 4096)
+        for e in etas
+        for s in range(12)
+    ]
+    table = estimate_boundaries(run_jobs(jobs), sweep="abs", coordinate="learning_rate")
+    narrow, wide = (_row(table, n, "lazy_catapult") for n in (4096, 128))
+    assert wide["mixed"]
+    assert narrow["region_high"] - narrow["region_low"] < 0.5 * (
+        wide["region_high"] - wide["region_low"]
+    )
+    for r in (narrow, wide):  # eta_crit = 2 / lambda_inf = 1 for the toy
+        assert r["ci_low"] <= 1.0 <= r["ci_high"]
+
+
+def _synthetic(xs_above_below, width=64):
+    rows = []
+    for x, phase in xs_above_below:
+        rows.append(
+            {
+                "width": width,
+                "depth": 1,
+                "activation": "identity",
+                "eta_lambda0": x,
+                "learning_rate": x / 2,
+                "lambda0": 2.0,
+                "diverged": phase == "divergent",
+                "loss_initial": 1.0,
+                "loss_peak": 5.0 if phase == "catapult" else 1.0,
+                "lambda_final": 1.0 if phase == "catapult" else 2.0,
+            }
+        )
+    return pa.Table.from_pylist(rows)
+
+
+def test_mixed_labels_give_a_region_and_a_bootstrap_interval():
+    rng = np.random.default_rng(1)
+    xs = rng.uniform(1.5, 2.5, 200)
+    # P(catapult) rises smoothly from 0 to 1 across [1.8, 2.2]: the true edge is 2.
+    catapult = rng.uniform(size=xs.size) < np.clip((xs - 1.8) / 0.4, 0, 1)
+    runs = _synthetic([(x, "catapult" if c else "lazy") for x, c in zip(xs, catapult, strict=True)])
+    a = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
+    b = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
+    assert a.to_pandas().equals(b.to_pandas())  # NaN-aware
+    r = _row(a, 64, "lazy_catapult")
+    assert r["mixed"] and 1.75 < r["region_low"] < 2.0 < r["region_high"] < 2.25
+    assert r["ci_low"] <= 2.0 <= r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.3
+    assert abs(r["eta_lambda0"] - 2.0) < 0.1
+    missing = _row(a, 64, "catapult_divergent")  # no divergent runs: not located
+    assert math.isnan(missing["eta_lambda0"]) and missing["n_above"] == 0
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"sweep": ""}, "sweep must be a non-empty string"),
+        ({"sweep": "s", "confidence": 1.5}, r"confidence must be in \(0, 1\)"),
+        ({"sweep": "s", "coordinate": "eta"}, "coordinate must be one of"),
+        ({"sweep": "s", "n_boot": 0}, "n_boot must be a positive integer"),
+    ],
+)
+def test_bad_arguments_are_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        estimate_boundaries(_synthetic([(1.0, "lazy"), (3.0, "catapult")]), **kwargs)
+    with pytest.raises(ValueError, match="missing column"):
+        estimate_boundaries(pa.table({"width": [1]}), sweep="s")
