@@ -1,0 +1,75 @@
+"""``ntk-dist run SPEC`` and ``ntk-dist validate SPEC``: phase sweeps from a YAML spec."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+
+def _quiet(verbose: bool) -> None:
+    if verbose:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "1")
+    for name in ("ray", "jax", "absl", "optuna"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _validate(args) -> int:
+    from ..spec import load_spec
+    from ..sweep import describe_plan
+
+    spec = load_spec(args.spec)
+    print(f"{args.spec}: valid")
+    print(describe_plan(spec))
+    return 0
+
+
+def _run(args) -> int:
+    _quiet(args.verbose)
+    from ..runtime import ensure_ray
+    from ..spec import load_spec
+    from ..sweep import describe_plan, output_dir, prepare_output, run_sweep, summary_table
+
+    spec = load_spec(args.spec)
+    out = output_dir(spec, args.out)
+    if args.dry_run:
+        print(describe_plan(spec))
+        print(f"  output: {out} (nothing written: --dry-run)")
+        return 0
+    prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
+    ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
+    result = run_sweep(spec, out, resume=args.resume, progress=not args.no_progress)
+    print(f"{result.runs.num_rows} runs ({result.new_runs} new) in {out / 'runs'}")
+    print(summary_table(result.boundaries))
+    print(f"boundaries: {out / 'boundaries.parquet'}; figures: {out / 'figures'}")
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("run", help="run (or resume) a phase sweep from a YAML spec")
+    p.add_argument("spec", help="sweep spec, e.g. sweeps/catapult_toy.yaml")
+    p.add_argument("--out", help="output directory (default: the spec's output, or results/NAME)")
+    p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join ('auto' or host:port); default: a local instance on 127.0.0.1",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="require an existing sweep in the output directory (rerunning without it resumes too)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument(
+        "--dashboard",
+        action="store_true",
+        help="start Ray's dashboard on 127.0.0.1 (local instance only)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--verbose", action="store_true", help="show Ray's and JAX's logs")
+    p.set_defaults(func=_run)
+
+    v = sub.add_parser("validate", help="check a sweep spec and print its plan")
+    v.add_argument("spec")
+    v.set_defaults(func=_validate)

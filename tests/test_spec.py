@@ -1,0 +1,111 @@
+"""Sweep specs: shipped specs validate; bad specs exit 2 naming field and file, write nothing."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ntk_dist.cli import main
+from ntk_dist.spec import load_spec, parse_spec
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {
+    "name": "t",
+    "model": {"kind": "toy", "widths": [64, 256]},
+    "training": {"steps": 100, "seeds": 1},
+    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 4, "parallel": 2},
+}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_specs_validate(path):
+    spec = load_spec(path)
+    assert spec.model.widths and spec.search.eta_lambda0[0] < spec.search.eta_lambda0[1]
+
+
+def test_hash_ignores_output_and_tracks_content():
+    a = parse_spec(GOOD)
+    b = parse_spec({**GOOD, "output": "elsewhere"})
+    c = parse_spec({**GOOD, "training": {"steps": 101, "seeds": 1}})
+    assert a.spec_hash() == b.spec_hash() != c.spec_hash()
+
+
+def _with(path, value):
+    spec = yaml.safe_load(yaml.safe_dump(GOOD))
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return spec
+
+
+BAD = [
+    ("unknown key", _with(("model", "widht"), 3), "model.widht", "unknown key"),
+    ("wrong type", _with(("training", "seeds"), "two"), "training.seeds", "integer"),
+    (
+        "non-positive width",
+        _with(("model", "widths"), [64, -3]),
+        "model.widths[1]",
+        "greater than 0",
+    ),
+    (
+        "inverted eta range",
+        _with(("search", "eta_lambda0"), [5.0, 1.0]),
+        "search.eta_lambda0",
+        "low < high",
+    ),
+    ("zero steps", _with(("training", "steps"), 0), "training.steps", ""),
+    (
+        "unknown sampler",
+        _with(("search", "sampler"), "annealing"),
+        "search.sampler",
+        "unknown sampler",
+    ),
+]
+
+
+@pytest.mark.parametrize("case, spec, field, words", BAD, ids=[b[0] for b in BAD])
+def test_bad_spec_exits_2_names_field_and_file_writes_nothing(
+    tmp_path, capsys, case, spec, field, words
+):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    assert main(["run", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and field in err and words in err
+    assert not out.exists()
+
+
+def test_missing_file_and_unwritable_output(tmp_path, capsys):
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert "spec file not found" in capsys.readouterr().err
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(GOOD))
+    blocker = tmp_path / "file"
+    blocker.write_text("")  # a file where the output's parent directory should be
+    assert main(["run", str(good), "--out", str(blocker / "out"), "--no-progress"]) == 2
+    assert "not writable" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "good.yaml"]
+
+
+def test_cli_process_exit_code_is_2(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(BAD[0][1]))
+    res = subprocess.run(
+        [sys.executable, "-m", "ntk_dist", "validate", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2 and "model.widht" in res.stderr
+
+
+def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
+    good = tmp_path / "good.yaml"
+    good.write_text(yaml.safe_dump(GOOD))
+    assert main(["run", str(good), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "4 points x 1 seeds = 4 runs" in text and not (tmp_path / "o").exists()

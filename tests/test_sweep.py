@@ -1,0 +1,174 @@
+"""The sweep driver end to end: located toy transitions, Parquet for every reader,
+resume after SIGKILL of the driver with no lost and no duplicated run, one driver per directory."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from ntk_dist.spec import parse_spec
+from ntk_dist.store import RUN_SCHEMA, read_runs
+from ntk_dist.sweep import _exclusive, run_sweep
+
+TOY = {
+    "name": "toy_test",
+    "model": {"kind": "toy", "widths": [1024, 4096]},
+    "training": {"seeds": 2, "budget": {"cap": 2048}},
+    "search": {"eta_lambda0": [0.5, 6.0], "n_trials": 40, "parallel": 10, "resolution": 0.02},
+}
+SMALL = {
+    "name": "resume_test",
+    "model": {"kind": "toy", "widths": [256]},
+    "training": {"seeds": 2, "steps": 300},
+    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 16, "parallel": 4},
+}
+BOUNDARY_COLUMNS = {
+    "sweep",
+    "width",
+    "depth",
+    "activation",
+    "boundary",
+    "eta_lambda0",
+    "ci_low",
+    "ci_high",
+    "n_runs",
+}
+
+
+@pytest.fixture(scope="module")
+def toy_sweep(ray_local, tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy")
+    return run_sweep(parse_spec(TOY), out, progress=False)
+
+
+def test_toy_transitions_are_located_with_intervals(toy_sweep):
+    b = toy_sweep.boundaries.to_pandas()
+    assert BOUNDARY_COLUMNS <= set(b.columns)
+    crit = b[b.boundary == "lazy_catapult"].set_index("width")
+    emax = b[b.boundary == "catapult_divergent"].set_index("width")
+    for w in (1024, 4096):
+        assert 1.9 <= crit.eta_lambda0[w] <= 2.15, crit
+        assert 3.85 <= emax.eta_lambda0[w] <= 4.15, emax
+        for row in (crit.loc[w], emax.loc[w]):
+            assert row.ci_low <= row.eta_lambda0 <= row.ci_high
+
+
+def test_each_run_once_and_readable_by_pandas_polars_duckdb(toy_sweep):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    out = toy_sweep.out_dir
+    runs = toy_sweep.runs
+    keys = runs.column("run_key").to_pylist()
+    assert len(keys) == len(set(keys)) == 40 * 2
+    assert runs.schema.names == RUN_SCHEMA.names
+    glob = str(out / "runs" / "*.parquet")
+    assert len(pd.concat(pd.read_parquet(p) for p in (out / "runs").glob("*.parquet"))) == 80
+    assert pl.read_parquet(glob).height == 80
+    assert (
+        duckdb.sql(f"select count(distinct run_key) from read_parquet('{glob}')").fetchall()[0][0]
+        == 80
+    )
+    b = duckdb.sql(f"select * from read_parquet('{out / 'boundaries.parquet'}')").df()
+    assert len(b) == 4 and pl.read_parquet(out / "boundaries.parquet").height == 4
+    for name in ("catapult.png", "phase_diagram.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+
+
+def test_rerun_of_a_finished_sweep_trains_nothing(toy_sweep):
+    again = run_sweep(parse_spec(TOY), toy_sweep.out_dir, progress=False)
+    assert again.new_runs == 0 and again.runs.num_rows == 80
+
+
+def test_changed_spec_refuses_the_directory(toy_sweep):
+    changed = parse_spec({**TOY, "training": {"seeds": 3}})
+    with pytest.raises(ValueError, match="different spec"):
+        run_sweep(changed, toy_sweep.out_dir, progress=False)
+
+
+def test_second_driver_on_a_busy_directory_is_refused(toy_sweep):
+    with _exclusive(toy_sweep.out_dir):
+        with pytest.raises(ValueError, match="in use by another ntk-dist run"):
+            run_sweep(parse_spec(TOY), toy_sweep.out_dir, progress=False)
+
+
+def _parts(out: Path) -> int:
+    return len(list((out / "runs").glob("part-*.parquet"))) if (out / "runs").exists() else 0
+
+
+def _start(spec_path, out):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ntk_dist",
+            "run",
+            str(spec_path),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def _kill_after_new_parts(spec_path, out, grow):
+    before = _parts(out)
+    proc = _start(spec_path, out)
+    deadline = time.time() + 240
+    while _parts(out) < before + grow and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray instance it started
+    proc.wait()
+    return _parts(out)
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_gives_exactly_the_uninterrupted_result(ray_local, tmp_path):
+    spec_path = tmp_path / "small.yaml"
+    spec_path.write_text(yaml.safe_dump(SMALL))
+    reference = run_sweep(parse_spec(SMALL), tmp_path / "reference", progress=False)
+
+    out = tmp_path / "killed"
+    first = _kill_after_new_parts(spec_path, out, grow=1)  # between two batches
+    second = _kill_after_new_parts(spec_path, out, grow=2)  # later, in another round
+    assert 0 < first < second
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ntk_dist",
+            "run",
+            str(spec_path),
+            "--out",
+            str(out),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    runs = read_runs(out)
+    keys = runs.column("run_key").to_pylist()
+    assert len(keys) == len(set(keys)) == 16 * 2
+    assert set(keys) == set(reference.runs.column("run_key").to_pylist())
+    ours = pq.read_table(out / "boundaries.parquet").to_pandas()
+    ref = reference.boundaries.to_pandas()
+    for col in ("eta_lambda0", "ci_low", "ci_high", "n_runs"):
+        np.testing.assert_array_equal(ours[col].to_numpy(), ref[col].to_numpy())
