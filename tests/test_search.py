@@ -1,6 +1,7 @@
 """Samplers: one contract for all of them, and the BoundarySampler's own promises."""
 
 import math
+import types
 
 import optuna
 import pytest
@@ -191,3 +192,10 @@ def test_history_counts_enqueued_and_failed_points_as_taken():
     assert (failed.params[WIDTH_PARAM], failed.params[ETA_PARAM]) in pending
     # A proposal never repeats a taken point.
     assert make_sampler(SPEC).propose(observed, pending) not in pending
+
+
+def test_attribute_style_specs_are_accepted():
+    spec = types.SimpleNamespace(**SPEC)
+    sampler = make_sampler(spec)
+    assert isinstance(sampler, BoundarySampler) and sampler.resolution == 0.01
+    assert grid_points(spec) == grid_points(SPEC)
