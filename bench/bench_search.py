@@ -13,6 +13,7 @@ within that resolution of the exact edge (2 and 4).
   ``--parallel`` trials, stopped as soon as both brackets are resolved.
 
     PYTHONPATH=. python bench/bench_search.py [--width 4096 --seeds 2]
+    PYTHONPATH=. python bench/bench_search.py --relu   # eta_max * lambda0, depth-2 ReLU
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import pyarrow as pa
 from ntk_dist.boundaries import estimate_boundaries
 from ntk_dist.data import DataSpec
 from ntk_dist.execute import run_jobs
-from ntk_dist.networks import CatapultToy
+from ntk_dist.networks import CatapultToy, FCNetwork
 from ntk_dist.phases import label_runs, step_budget
 from ntk_dist.search import ETA_PARAM, WIDTH_PARAM, BoundarySampler
 from ntk_dist.train import TrainJob
@@ -77,27 +78,78 @@ def bench_grid(width, seeds, low, high, resolution):
     return runs.num_rows, found, ok, time.perf_counter() - t0
 
 
-def bench_boundary(width, seeds, low, high, resolution, parallel, max_rounds=60):
+def _sampler_loop(train, done, width, low, high, resolution, parallel, seeds, max_rounds=60):
+    """Ask/tell rounds of ``parallel`` trials until ``done(runs)``; returns all runs."""
     sampler = BoundarySampler(widths=[width], eta_low=low, eta_high=high, resolution=resolution)
     study = optuna.create_study(sampler=sampler)
     dists = {
         WIDTH_PARAM: optuna.distributions.CategoricalDistribution([width]),
         ETA_PARAM: optuna.distributions.FloatDistribution(low, high),
     }
-    t0 = time.perf_counter()
     tables = []
     for _ in range(max_rounds):
         trials = [study.ask(dists) for _ in range(parallel)]
-        runs = _train(width, [t.params[ETA_PARAM] for t in trials], seeds)
+        runs = train([t.params[ETA_PARAM] for t in trials])
         labels = label_runs(runs).to_pylist()
         for i, t in enumerate(trials):
             t.set_user_attr("phases", labels[i * seeds : (i + 1) * seeds])
             study.tell(t, 0.0)
         tables.append(runs)
-        found, ok = _resolved(pa.concat_tables(tables), resolution)
-        if ok:
+        if done(pa.concat_tables(tables)):
             break
-    return sum(t.num_rows for t in tables), found, ok, time.perf_counter() - t0
+    return pa.concat_tables(tables)
+
+
+def bench_boundary(width, seeds, low, high, resolution, parallel):
+    t0 = time.perf_counter()
+    runs = _sampler_loop(
+        lambda etas: _train(width, etas, seeds),
+        lambda runs: _resolved(runs, resolution)[1],
+        width,
+        low,
+        high,
+        resolution,
+        parallel,
+        seeds,
+    )
+    found, ok = _resolved(runs, resolution)
+    return runs.num_rows, found, ok, time.perf_counter() - t0
+
+
+def bench_relu(width=1024, seeds=3, low=4.0, high=20.0, resolution=0.02, parallel=4, rounds=4):
+    """eta_max * lambda0 of a depth-2 ReLU network (published: about 12).
+
+    A small fixed budget (``rounds * parallel`` points, ``seeds`` runs each): seeds
+    disagree over a band of eta * lambda0 at this width, so brackets do not shrink to
+    ``resolution`` and a stopping rule on them would not end.
+    """
+    model = FCNetwork.make(depth=2, width=width, activation="relu", sigma_w=math.sqrt(2.0))
+    data = DataSpec(name="gaussian", n_train=16, dim=8, seed=0)
+
+    def train(etas):
+        jobs = [
+            TrainJob(model, data, float(e), steps=256, seed=s, lr_units="lambda0", dtype="float32")
+            for e in etas
+            for s in range(seeds)
+        ]
+        return run_jobs(jobs)
+
+    t0 = time.perf_counter()
+    runs = _sampler_loop(
+        train, lambda runs: False, width, low, high, resolution, parallel, seeds, max_rounds=rounds
+    )
+    row = _relu_row(runs)
+    print(
+        f"relu depth 2 width {width}: eta_max*lambda0 = {row['eta_lambda0']:.3f} "
+        f"CI [{row['ci_low']:.3f}, {row['ci_high']:.3f}] region "
+        f"[{row['region_low']:.3f}, {row['region_high']:.3f}] mixed={row['mixed']} "
+        f"runs={runs.num_rows} wall={time.perf_counter() - t0:.1f}s (published ~12)"
+    )
+
+
+def _relu_row(runs):
+    table = estimate_boundaries(runs, sweep="relu", n_boot=200)
+    return [r for r in table.to_pylist() if r["boundary"] == "catapult_divergent"][0]
 
 
 def main():
@@ -110,7 +162,11 @@ def main():
     ap.add_argument("--eta-high", type=float, default=6.0)
     ap.add_argument("--resolution", type=float, default=0.01)
     ap.add_argument("--parallel", type=int, default=4)
+    ap.add_argument("--relu", action="store_true", help="measure a ReLU net's eta_max instead")
     a = ap.parse_args()
+    if a.relu:
+        bench_relu()
+        return
     args = (a.width, a.seeds, a.eta_low, a.eta_high, a.resolution)
     results = {
         "grid": bench_grid(*args),

@@ -5,11 +5,14 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 """
 
 from .activations import Activation, get_activation
+from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
+from .phases import PHASES, label_runs
+from .plots import plot_catapult, plot_phase_diagram
 from .predict import (
     GaussianPrediction,
     Trajectory,
@@ -21,18 +24,21 @@ from .predict import (
 )
 from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
+from .search import BoundarySampler, grid_points, make_sampler
 from .train import TrainJob, initial_params, record_schedule, train, train_batch
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Activation",
+    "BoundarySampler",
     "CatapultToy",
     "DataSpec",
     "Dataset",
     "FCNetwork",
     "GaussianPrediction",
     "Kernel",
+    "PHASES",
     "RECORD_SCHEMA",
     "Resources",
     "TrainJob",
@@ -40,11 +46,15 @@ __all__ = [
     "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
+    "estimate_boundaries",
     "fc_kernel",
     "get_activation",
+    "grid_points",
     "initial_params",
+    "label_runs",
     "linearized_predict",
     "load",
+    "make_sampler",
     "max_learning_rate",
     "nngp_posterior",
     "ntk_gp",
@@ -52,6 +62,8 @@ __all__ = [
     "ntk_vector_product",
     "param_count",
     "plan_batches",
+    "plot_catapult",
+    "plot_phase_diagram",
     "record_schedule",
     "run_jobs",
     "sharpness",

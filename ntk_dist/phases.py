@@ -29,6 +29,10 @@ such a run is called lazy if its budget ends before the catapult starts. In the 
 phase the loss of gradient descent on the linearised model never rises, and the
 nonlinear corrections are O(1/n), hence the small tolerance ``rise_rtol``.
 
+The criteria assume full-batch gradient descent, as in the reference results
+(science.md §5): under SGD the full-batch loss can rise from minibatch noise alone, so
+(a) may call a noisy lazy run a catapult; compare SGD sweeps with that in mind.
+
 A run that has not diverged by the end of a too-short budget above eta_max is called
 catapult (its loss rose); :func:`step_budget` gives budgets that avoid this.
 """

@@ -40,8 +40,8 @@ class Plot(NamedTuple):
 
 def expected_eta_max(runs: pa.Table) -> float | None:
     """eta_max * lambda0 from the literature for these runs: 4 (toy), 12 (ReLU), else None."""
-    kinds = set(runs.column("model_kind").to_pylist())
-    acts = set(runs.column("activation").to_pylist())
+    col = _columns(runs, "model_kind", "activation")
+    kinds, acts = set(col["model_kind"].tolist()), set(col["activation"].tolist())
     if kinds == {"toy"}:
         return _EXPECTED_ETA_MAX["toy"]
     if kinds == {"fc"} and acts == {"relu"}:

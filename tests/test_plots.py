@@ -72,4 +72,6 @@ def test_phase_diagram_colours_runs_by_phase(runs, tmp_path):
 def test_empty_runs_are_rejected(runs, tmp_path):
     with pytest.raises(ValueError, match="non-empty pyarrow Table"):
         plot_catapult(runs.slice(0, 0), tmp_path / "x")
+    with pytest.raises(ValueError, match=r"missing column\(s\) \['model_kind'\]"):
+        plot_phase_diagram(runs.drop_columns(["model_kind"]), None, tmp_path / "x")
     assert not list(tmp_path.iterdir())

@@ -1,6 +1,7 @@
 """Samplers: one contract for all of them, and the BoundarySampler's own promises."""
 
 import math
+import types
 
 import optuna
 import pytest
@@ -13,6 +14,7 @@ from ntk_dist.search import (
     WIDTH_PARAM,
     BoundarySampler,
     grid_points,
+    history,
     make_sampler,
 )
 
@@ -176,3 +178,24 @@ def test_missing_field_and_foreign_params_are_rejected():
         study.ask({"depth": CategoricalDistribution([1, 2])})
     with pytest.raises(ValueError, match="must be suggested as a float in"):
         study.ask({ETA_PARAM: FloatDistribution(0.5, 6.0)})
+
+
+def test_history_counts_enqueued_and_failed_points_as_taken():
+    study = optuna.create_study(sampler=make_sampler(SPEC))
+    _round(study, 2)
+    failed = study.ask(DISTS)
+    study.tell(failed, state=TrialState.FAIL)
+    study.enqueue_trial({WIDTH_PARAM: 4096, ETA_PARAM: 3.0})
+    observed, pending = history(study)
+    assert len(observed) == 2 and all(len(p) == 2 for _, _, p in observed)
+    assert (4096, 3.0) in pending
+    assert (failed.params[WIDTH_PARAM], failed.params[ETA_PARAM]) in pending
+    # A proposal never repeats a taken point.
+    assert make_sampler(SPEC).propose(observed, pending) not in pending
+
+
+def test_attribute_style_specs_are_accepted():
+    spec = types.SimpleNamespace(**SPEC)
+    sampler = make_sampler(spec)
+    assert isinstance(sampler, BoundarySampler) and sampler.resolution == 0.01
+    assert grid_points(spec) == grid_points(SPEC)
