@@ -53,6 +53,8 @@ def ensure_ray(
         ray.init(address=address, **common)
     else:
         ray.init(
+            # "local": always a new instance, never another process's cluster on this host.
+            address="local",
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=dashboard,
