@@ -37,17 +37,26 @@ _SWEEP_COLUMNS = [
     ("round", pa.int64(), "driver round (batch of trials trained together)"),
     ("target_eta_lambda0", pa.float64(), "eta*lambda0 asked for by the sampler"),
     ("phase", pa.string(), "'lazy', 'catapult' or 'divergent' (ntk_dist.phases)"),
-    ("ntk_dist_version", pa.string(), "package versions and platform of the run"),
-    ("jax_version", pa.string(), ""),
-    ("ray_version", pa.string(), ""),
-    ("optuna_version", pa.string(), ""),
-    ("platform", pa.string(), ""),
+    ("ntk_dist_version", pa.string(), "ntk_dist version of the driver that stored the run"),
+    ("jax_version", pa.string(), "jax version (ntk_dist.cli.version.versions())"),
+    ("ray_version", pa.string(), "ray version"),
+    ("optuna_version", pa.string(), "optuna version"),
+    ("platform", pa.string(), "platform.platform() of the driver"),
 ]
 
 #: One row per run: the training record (``ntk_dist.records``) plus sweep columns.
 RUN_SCHEMA = pa.schema(
     list(RECORD_SCHEMA) + [pa.field(n, t, False, {"doc": doc}) for n, t, doc in _SWEEP_COLUMNS]
 )
+
+
+def schema_markdown(schema: pa.Schema = RUN_SCHEMA) -> str:
+    """A Markdown table of ``schema``: column, Arrow type, nullable, meaning (README)."""
+    lines = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+    for f in schema:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+    return "\n".join(lines)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -59,7 +68,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_table_atomic(table: pa.Table, path) -> Path:
-    """Write ``table`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``table`` to ``path`` via a temporary file, fsync and rename.
+
+    A crash at any moment leaves either the old state or the complete new file at
+    ``path``, never a partial one (rename is atomic on POSIX file systems).
+    """
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
@@ -76,6 +89,7 @@ def write_table_atomic(table: pa.Table, path) -> Path:
 
 
 def write_text_atomic(text: str, path) -> Path:
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
@@ -93,9 +107,14 @@ def write_text_atomic(text: str, path) -> Path:
 
 def append_runs(out_dir, table: pa.Table) -> Path:
     """Add one part file of runs (cast to :data:`RUN_SCHEMA`) to ``OUT/runs/``."""
+    missing = [n for n in RUN_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"runs table lacks RUN_SCHEMA columns {missing}; build rows as ntk_dist.sweep does"
+        )
+    table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
     runs = Path(out_dir) / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
     return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
 
 
