@@ -119,7 +119,7 @@ def append_runs(out_dir, table: pa.Table) -> Path:
 
 
 def read_runs(out_dir) -> pa.Table:
-    """All runs of a sweep, in :data:`RUN_SCHEMA` (empty table when there are none).
+    """All runs of a sweep, in :data:`RUN_SCHEMA`, sorted by ``run_key`` (empty if none).
 
     Raises:
       ValueError: naming the file, if a part file is unreadable (truncated or corrupt).
@@ -134,4 +134,6 @@ def read_runs(out_dir) -> pa.Table:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
     if not tables:
         return RUN_SCHEMA.empty_table()
-    return pa.concat_tables(tables)
+    # Sorted by run key: analyses (bootstrap CIs) must not depend on the order in which
+    # batches happened to land, or a resumed sweep would differ from an uninterrupted one.
+    return pa.concat_tables(tables).sort_by("run_key")
