@@ -25,6 +25,9 @@ from .predict import (
 from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
 from .search import BoundarySampler, grid_points, make_sampler
+from .spec import SweepSpec, load_spec, parse_spec
+from .store import RUN_SCHEMA, append_runs, read_runs
+from .sweep import SweepResult, run_sweep
 from .train import TrainJob, initial_params, record_schedule, train, train_batch
 
 __version__ = "0.1.0"
@@ -40,9 +43,13 @@ __all__ = [
     "Kernel",
     "PHASES",
     "RECORD_SCHEMA",
+    "RUN_SCHEMA",
     "Resources",
+    "SweepResult",
+    "SweepSpec",
     "TrainJob",
     "Trajectory",
+    "append_runs",
     "critical_learning_rate",
     "empirical_ntk",
     "ensure_ray",
@@ -54,6 +61,7 @@ __all__ = [
     "label_runs",
     "linearized_predict",
     "load",
+    "load_spec",
     "make_sampler",
     "max_learning_rate",
     "nngp_posterior",
@@ -61,11 +69,14 @@ __all__ = [
     "ntk_matrix",
     "ntk_vector_product",
     "param_count",
+    "parse_spec",
     "plan_batches",
     "plot_catapult",
     "plot_phase_diagram",
+    "read_runs",
     "record_schedule",
     "run_jobs",
+    "run_sweep",
     "sharpness",
     "submit_jobs",
     "train",

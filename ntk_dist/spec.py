@@ -241,19 +241,34 @@ def load_spec(path) -> SweepSpec:
 
 
 def _describe(err: ValidationError, source: str) -> str:
-    lines = []
+    """One line per bad field: ``source: field.path[i]: what is wrong, got VALUE``.
+
+    The alternatives of a union field (``steps``: an int or ``"auto"``) are merged into
+    one line; pydantic's union-branch names are dropped from the path.
+    """
+    found: dict[str, tuple[list[str], object]] = {}
     for e in err.errors():
         loc = ""
         for part in e["loc"]:
-            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
-        msg = e["msg"]
+            if isinstance(part, int):
+                loc += f"[{part}]"
+            elif str(part).isidentifier():
+                loc += f".{part}" if loc else str(part)
+        msg = e["msg"].replace("Input should", "should")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in README.md)"
         elif e["type"] == "missing":
             msg = "required field is missing"
-        lines.append(
-            f"{source}: {loc or '<root>'}: {msg}, got {e.get('input')!r}"
-            if e["type"] not in ("missing",)
-            else f"{source}: {loc}: {msg}"
-        )
-    return "\n".join(lines)
+        elif e["type"] in ("greater_than", "greater_than_equal"):
+            kind = "integer" if isinstance(e.get("input"), int) else "number"
+            bound = e.get("ctx", {}).get("gt", e.get("ctx", {}).get("ge"))
+            positive = e["type"] == "greater_than" and bound == 0
+            msg = f"must be a positive {kind}" if positive else f"must be >= {bound}"
+        msgs, value = found.setdefault(loc or "<root>", ([], e.get("input")))
+        if msg not in msgs:
+            msgs.append(msg)
+    return "\n".join(
+        f"{source}: {loc}: {' or '.join(msgs)}"
+        + ("" if msgs == ["required field is missing"] else f", got {value!r}")
+        for loc, (msgs, value) in found.items()
+    )

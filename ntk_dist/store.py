@@ -37,17 +37,26 @@ _SWEEP_COLUMNS = [
     ("round", pa.int64(), "driver round (batch of trials trained together)"),
     ("target_eta_lambda0", pa.float64(), "eta*lambda0 asked for by the sampler"),
     ("phase", pa.string(), "'lazy', 'catapult' or 'divergent' (ntk_dist.phases)"),
-    ("ntk_dist_version", pa.string(), "package versions and platform of the run"),
-    ("jax_version", pa.string(), ""),
-    ("ray_version", pa.string(), ""),
-    ("optuna_version", pa.string(), ""),
-    ("platform", pa.string(), ""),
+    ("ntk_dist_version", pa.string(), "ntk_dist version of the driver that stored the run"),
+    ("jax_version", pa.string(), "jax version (ntk_dist.cli.version.versions())"),
+    ("ray_version", pa.string(), "ray version"),
+    ("optuna_version", pa.string(), "optuna version"),
+    ("platform", pa.string(), "platform.platform() of the driver"),
 ]
 
 #: One row per run: the training record (``ntk_dist.records``) plus sweep columns.
 RUN_SCHEMA = pa.schema(
     list(RECORD_SCHEMA) + [pa.field(n, t, False, {"doc": doc}) for n, t, doc in _SWEEP_COLUMNS]
 )
+
+
+def schema_markdown(schema: pa.Schema = RUN_SCHEMA) -> str:
+    """A Markdown table of ``schema``: column, Arrow type, nullable, meaning (README)."""
+    lines = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
+    for f in schema:
+        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
+    return "\n".join(lines)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -59,7 +68,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 def write_table_atomic(table: pa.Table, path) -> Path:
-    """Write ``table`` to ``path`` via a temporary file, fsync and rename."""
+    """Write ``table`` to ``path`` via a temporary file, fsync and rename.
+
+    A crash at any moment leaves either the old state or the complete new file at
+    ``path``, never a partial one (rename is atomic on POSIX file systems).
+    """
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
@@ -76,6 +89,7 @@ def write_table_atomic(table: pa.Table, path) -> Path:
 
 
 def write_text_atomic(text: str, path) -> Path:
+    """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
     path = Path(path)
     tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
     try:
@@ -93,14 +107,19 @@ def write_text_atomic(text: str, path) -> Path:
 
 def append_runs(out_dir, table: pa.Table) -> Path:
     """Add one part file of runs (cast to :data:`RUN_SCHEMA`) to ``OUT/runs/``."""
+    missing = [n for n in RUN_SCHEMA.names if n not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"runs table lacks RUN_SCHEMA columns {missing}; build rows as ntk_dist.sweep does"
+        )
+    table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
     runs = Path(out_dir) / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
     return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
 
 
 def read_runs(out_dir) -> pa.Table:
-    """All runs of a sweep, in :data:`RUN_SCHEMA` (empty table when there are none).
+    """All runs of a sweep, in :data:`RUN_SCHEMA`, sorted by ``run_key`` (empty if none).
 
     Raises:
       ValueError: naming the file, if a part file is unreadable (truncated or corrupt).
@@ -115,31 +134,26 @@ def read_runs(out_dir) -> pa.Table:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
     if not tables:
         return RUN_SCHEMA.empty_table()
-    return pa.concat_tables(tables)
+    # Sorted by run key: analyses (bootstrap CIs) must not depend on the order in which
+    # batches happened to land, or a resumed sweep would differ from an uninterrupted one.
+    return pa.concat_tables(tables).sort_by("run_key")
 
 
 def describe_schemas() -> str:
-    """Markdown tables of the run and boundary schemas (the README's "Result schemas")."""
+    """The README's "Result schemas": the run table (training record + sweep columns) and
+    the boundary table, rendered from the schemas declared in the code."""
     from .boundaries import BOUNDARY_SCHEMA
-    from .records import describe
+    from .records import RECORD_SCHEMA, describe
 
-    def table(fields):
-        rows = ["| column | type | meaning |", "|---|---|---|"]
-        rows += [
-            f"| `{f.name}` | {f.type} | {(f.metadata or {}).get(b'doc', b'').decode()} |"
-            for f in fields
-        ]
-        return "\n".join(rows)
-
-    extra = [RUN_SCHEMA.field(name) for name, _, _ in _SWEEP_COLUMNS]
+    sweep_columns = pa.schema([f for f in RUN_SCHEMA if f.name not in RECORD_SCHEMA.names])
     return "\n\n".join(
         [
             "`OUT/runs/*.parquet`: the training record (`ntk_dist.records.RECORD_SCHEMA`) ...",
             describe(),
             "... followed by the sweep columns:",
-            table(extra),
+            schema_markdown(sweep_columns),
             "`OUT/boundaries.parquet` (`ntk_dist.boundaries.BOUNDARY_SCHEMA`):",
-            table(BOUNDARY_SCHEMA),
+            schema_markdown(BOUNDARY_SCHEMA),
         ]
     )
 

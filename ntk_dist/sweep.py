@@ -223,6 +223,9 @@ def run_sweep(
     out = output_dir(spec, out)
     prepare_output(spec, out, resume=resume)
     with _exclusive(out):
+        # Under our flock no other driver uses the journal, so a lock file left by a
+        # driver killed mid-write is stale; Optuna would otherwise wait 30 s for it.
+        (out / "study.journal.lock").unlink(missing_ok=True)
         ensure_ray()
         study = open_study(spec, out)
         runs = read_runs(out)
@@ -295,12 +298,13 @@ def _recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
         else:
             study.tell(t.number, state=TrialState.FAIL)
             if len(t.params) == 2:
+                # A kill between ask and set_user_attr leaves the round attrs unset;
+                # such a trial belongs to the round planned last (_next_round).
+                planned = dict(
+                    zip(("round", "round_size"), study.user_attrs["round_plan"], strict=True)
+                )
                 study.enqueue_trial(
-                    t.params,
-                    user_attrs={
-                        k: t.user_attrs[k] for k in ("round", "round_size") if k in t.user_attrs
-                    },
-                    skip_if_exists=False,
+                    t.params, user_attrs={**planned, **_round_attrs(t)}, skip_if_exists=False
                 )
         settled += 1
     if spec.search.sampler == "grid" and not study.user_attrs.get("grid_enqueued"):
@@ -308,6 +312,10 @@ def _recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
             study.enqueue_trial(point)
         study.set_user_attr("grid_enqueued", True)
     return settled
+
+
+def _round_attrs(trial) -> dict:
+    return {k: trial.user_attrs[k] for k in ("round", "round_size") if k in trial.user_attrs}
 
 
 def _next_round(spec: SweepSpec, study: optuna.Study):
@@ -330,6 +338,8 @@ def _next_round(spec: SweepSpec, study: optuna.Study):
         if size <= 0:
             return None
         asked, number = 0, last + 1
+        # Written before the first ask, so a crash mid-round can always tell the round.
+        study.set_user_attr("round_plan", [number, size])
     dist = _distributions(spec)
     out = []
     for _ in range(len(waiting_last) + size - asked):

@@ -47,8 +47,8 @@ BAD = [
     (
         "non-positive width",
         _with(("model", "widths"), [64, -3]),
-        "model.widths[1]",
-        "greater than 0",
+        "model.widths[1]: must be a positive integer, got -3",
+        "",
     ),
     (
         "inverted eta range",

@@ -1,31 +1,123 @@
-"""The Parquet store: atomic part files, corrupt files named, schemas documented in the README."""
-
-from pathlib import Path
+"""The Parquet store: atomic part files, one dataset for pyarrow/pandas/polars/duckdb,
+a crash mid-write leaves nothing half-written, bad input is refused by name."""
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from ntk_dist.store import RUN_SCHEMA, append_runs, describe_schemas, read_runs
+from ntk_dist import store
+from ntk_dist.store import (
+    RUN_SCHEMA,
+    append_runs,
+    read_runs,
+    schema_markdown,
+    write_table_atomic,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
+_FILL = {
+    pa.string(): "x",
+    pa.int64(): 3,
+    pa.float64(): 1.5,
+    pa.bool_(): False,
+    pa.list_(pa.int64()): [0, 10],
+    pa.list_(pa.float64()): [1.0, 2.0],
+    pa.list_(pa.list_(pa.float64())): [[1.0], [2.0]],
+}
 
 
-def test_readme_documents_the_schemas_as_declared():
-    assert describe_schemas() in (ROOT / "README.md").read_text()
+def _rows(keys):
+    """RUN_SCHEMA rows with distinct run_key values (and a catapult-like trajectory)."""
+    cols = {f.name: [_FILL[f.type]] * len(keys) for f in RUN_SCHEMA}
+    cols["run_key"] = list(keys)
+    cols["train_loss"] = [[0.5, 40.0, 1e-3]] * len(keys)
+    cols["record_steps"] = [[0, 7, 99]] * len(keys)
+    return pa.table(cols, schema=RUN_SCHEMA)
 
 
-def test_empty_dataset_and_corrupt_part_is_named(tmp_path):
-    assert read_runs(tmp_path).num_rows == 0
-    (tmp_path / "runs").mkdir()
-    bad = tmp_path / "runs" / "part-broken.parquet"
-    bad.write_bytes(b"PAR1 not really parquet")
-    with pytest.raises(ValueError, match="part-broken.parquet"):
+def test_every_column_is_documented_once():
+    assert len(set(RUN_SCHEMA.names)) == len(RUN_SCHEMA.names)
+    for f in RUN_SCHEMA:
+        assert (f.metadata or {}).get(b"doc"), f.name
+    table = schema_markdown()
+    assert table.count("\n") == len(RUN_SCHEMA) + 1 and "`run_key`" in table
+
+
+def test_parts_append_and_read_back_in_every_reader(tmp_path):
+    import duckdb
+    import pandas as pd
+    import polars as pl
+
+    append_runs(tmp_path, _rows(["a", "b"]))
+    append_runs(tmp_path, _rows(["c"]).select(RUN_SCHEMA.names[::-1]))  # column order free
+    back = read_runs(tmp_path)
+    assert back.schema == RUN_SCHEMA
+    assert sorted(back.column("run_key").to_pylist()) == ["a", "b", "c"]
+    assert back.column("train_loss").to_pylist()[0] == [0.5, 40.0, 1e-3]
+
+    glob = str(tmp_path / "runs" / "*.parquet")
+    assert sorted(pd.read_parquet(tmp_path / "runs")["run_key"]) == ["a", "b", "c"]
+    assert pl.read_parquet(glob)["train_loss"].list.max().to_list() == [40.0] * 3
+    [(n, peak)] = duckdb.sql(
+        f"select count(*), max(list_max(train_loss)) from read_parquet('{glob}')"
+    ).fetchall()
+    assert (n, peak) == (3, 40.0)
+
+
+def test_empty_store_reads_as_an_empty_table(tmp_path):
+    empty = read_runs(tmp_path)
+    assert empty.num_rows == 0 and empty.schema == RUN_SCHEMA
+
+
+def test_a_crash_while_writing_leaves_no_file(tmp_path, monkeypatch):
+    append_runs(tmp_path, _rows(["a"]))
+
+    def dies_midway(table, where):
+        where.write(b"PAR1 half a file")
+        raise KeyboardInterrupt  # stands in for the process dying during the write
+
+    monkeypatch.setattr(store.pq, "write_table", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        append_runs(tmp_path, _rows(["b"]))
+    monkeypatch.undo()
+    assert [p.name.startswith("part-") for p in (tmp_path / "runs").iterdir()] == [True]
+    assert read_runs(tmp_path).column("run_key").to_pylist() == ["a"]
+
+
+def test_leftover_temp_file_of_a_killed_writer_is_ignored(tmp_path):
+    append_runs(tmp_path, _rows(["a"]))
+    (tmp_path / "runs" / ".tmp-0123-part-x.parquet").write_bytes(b"PAR1 truncated")
+    assert read_runs(tmp_path).column("run_key").to_pylist() == ["a"]
+
+
+def test_a_corrupt_part_file_is_named(tmp_path):
+    append_runs(tmp_path, _rows(["a"]))
+    bad = tmp_path / "runs" / "part-zzz.parquet"
+    bad.write_bytes(b"not parquet at all")
+    with pytest.raises(ValueError, match="part-zzz.parquet: unreadable Parquet"):
         read_runs(tmp_path)
 
 
-def test_append_writes_no_temporary_leftovers(tmp_path):
-    row = {f.name: [None] for f in RUN_SCHEMA}
-    table = pa.table({k: pa.array(v, RUN_SCHEMA.field(k).type) for k, v in row.items()})
-    with pytest.raises(ValueError):  # non-nullable columns refuse nulls: nothing written
-        append_runs(tmp_path, table)
-    assert [p.name for p in (tmp_path / "runs").iterdir()] == []
+def test_rows_missing_columns_are_refused_before_writing(tmp_path):
+    with pytest.raises(ValueError, match=r"lacks RUN_SCHEMA columns \['phase'\]"):
+        append_runs(tmp_path, _rows(["a"]).drop_columns(["phase"]))
+    assert not (tmp_path / "runs").exists()
+
+
+def test_atomic_replace_keeps_a_whole_file(tmp_path):
+    target = tmp_path / "boundaries.parquet"
+    write_table_atomic(pa.table({"x": [1, 2]}), target)
+    write_table_atomic(pa.table({"x": [3]}), target)
+    assert pq.read_table(target).column("x").to_pylist() == [3]
+    assert [p.name for p in tmp_path.iterdir()] == ["boundaries.parquet"]
+
+
+def test_readme_documents_the_schemas_as_declared():
+    from pathlib import Path
+
+    from ntk_dist.boundaries import BOUNDARY_SCHEMA
+    from ntk_dist.records import RECORD_SCHEMA
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    sweep_columns = pa.schema([f for f in RUN_SCHEMA if f.name not in RECORD_SCHEMA.names])
+    assert schema_markdown(sweep_columns) in readme
+    assert schema_markdown(BOUNDARY_SCHEMA) in readme

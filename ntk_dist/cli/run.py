@@ -1,4 +1,4 @@
-"""``ntk-dist run SPEC`` and ``ntk-dist validate SPEC``: phase sweeps from a YAML spec."""
+"""``ntk-dist run SPEC``: run or resume a phase sweep from a YAML spec (README.md)."""
 
 from __future__ import annotations
 
@@ -13,16 +13,6 @@ def _quiet(verbose: bool) -> None:
     os.environ.setdefault("RAY_DEDUP_LOGS", "1")
     for name in ("ray", "jax", "absl", "optuna"):
         logging.getLogger(name).setLevel(logging.ERROR)
-
-
-def _validate(args) -> int:
-    from ..spec import load_spec
-    from ..sweep import describe_plan
-
-    spec = load_spec(args.spec)
-    print(f"{args.spec}: valid")
-    print(describe_plan(spec))
-    return 0
 
 
 def _run(args) -> int:
@@ -69,7 +59,3 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="show Ray's and JAX's logs")
     p.set_defaults(func=_run)
-
-    v = sub.add_parser("validate", help="check a sweep spec and print its plan")
-    v.add_argument("spec")
-    v.set_defaults(func=_validate)
