@@ -88,7 +88,9 @@ class TileResources:
         _validate.positive_float(self.num_cpus, "resources.num_cpus")
         _validate.nonnegative_float(self.num_gpus, "resources.num_gpus")
         if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(f"resources.max_retries must be an integer >= 0, got {self.max_retries!r}")
+            raise ValueError(
+                f"resources.max_retries must be an integer >= 0, got {self.max_retries!r}"
+            )
 
 
 def gram(
@@ -357,7 +359,9 @@ def _prepare_out(out: Path, overwrite: bool, nbytes: int) -> None:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as err:
-        raise ValueError(f"out {out} is not writable ({err.strerror}); choose another path") from None
+        raise ValueError(
+            f"out {out} is not writable ({err.strerror}); choose another path"
+        ) from None
     existing = sum(f.stat().st_size for f in out.glob("*.npy"))
     free = shutil.disk_usage(out).free + existing
     if nbytes > free:
@@ -430,8 +434,7 @@ class _DiskSink(_MemorySink):
             for name in (LOG, MANIFEST):
                 (out / name).unlink(missing_ok=True)
             self.arrays = {
-                n: open_memmap(out / f"{n}.npy", mode="w+", dtype=dtype, shape=shape)
-                for n in kinds
+                n: open_memmap(out / f"{n}.npy", mode="w+", dtype=dtype, shape=shape) for n in kinds
             }
             _atomic_write(manifest, json.dumps(fingerprint, indent=1))
         self.log = open(out / LOG, "a")  # noqa: SIM115 - closed in finish()
