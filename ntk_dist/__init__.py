@@ -9,6 +9,7 @@ from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
 from .phases import PHASES, label_runs
@@ -25,6 +26,7 @@ from .predict import (
 from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
 from .search import BoundarySampler, grid_points, make_sampler
+from .solve import kernel_regression
 from .train import TrainJob, initial_params, record_schedule, train, train_batch
 
 __version__ = "0.1.0"
@@ -37,20 +39,25 @@ __all__ = [
     "Dataset",
     "FCNetwork",
     "GaussianPrediction",
+    "GramResult",
     "Kernel",
     "PHASES",
     "RECORD_SCHEMA",
     "Resources",
+    "TileResources",
     "TrainJob",
     "Trajectory",
     "critical_learning_rate",
+    "empirical_gram",
     "empirical_ntk",
     "ensure_ray",
     "estimate_boundaries",
     "fc_kernel",
     "get_activation",
+    "gram",
     "grid_points",
     "initial_params",
+    "kernel_regression",
     "label_runs",
     "linearized_predict",
     "load",
