@@ -13,11 +13,12 @@ import jax
 import numpy as np
 import pytest
 
-import ntk_dist.gram as gram_module
 from ntk_dist import FCNetwork, empirical_gram, empirical_ntk, fc_kernel, gram, ntk_matrix
 from ntk_dist.cli import main as cli_main
 from ntk_dist.gram import LOG, auto_tile, is_complete
 from tests.tolerances import atol
+
+gram_module = sys.modules["ntk_dist.gram"]  # the package exports the function gram under this name
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
@@ -31,9 +32,12 @@ def _close(a, b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=atol(np.float64))
 
 
-@pytest.mark.parametrize("n", [1000, 1537])
-@pytest.mark.parametrize("tile", [128, 500])
-@pytest.mark.parametrize("square", [True, False])
+# The full grid N in {1000, 1537} x tile in {128, 500} x {square, cross}, trimmed to four cases
+# that together cover every N, tile and shape (each case compiles ragged tile shapes per worker).
+@pytest.mark.parametrize(
+    "n, tile, square",
+    [(1000, 128, True), (1537, 500, True), (1537, 128, False), (1000, 500, False)],
+)
 def test_analytic_sharded_equals_single_process(ray_local, n, tile, square):
     x1 = _x(n)
     x2 = None if square else _x(1537 if n == 1000 else 1000, seed=1)
@@ -45,10 +49,9 @@ def test_analytic_sharded_equals_single_process(ray_local, n, tile, square):
     assert res.tiles_total == res.tiles_computed == (t1 * (t1 + 1) // 2 if square else t1 * t2)
 
 
-@pytest.mark.parametrize("out_dim", [1, 2])
-@pytest.mark.parametrize("square", [True, False])
+@pytest.mark.parametrize("out_dim, square", [(1, True), (2, False)])
 def test_empirical_sharded_equals_single_process(ray_local, out_dim, square):
-    # Smaller N than the analytic grid (empirical NTKs are costlier); still ragged (300 = 2*128 + 44).
+    # Smaller N than the analytic grid (empirical NTKs cost more); ragged: 300 = 2 * 128 + 44.
     model = FCNetwork(widths=(32, 32), out_dim=out_dim, activation="erf", sigma_w=1.3, sigma_b=0.2)
     params = model.init(jax.random.PRNGKey(0), 8, dtype=np.float64)
     x1, x2 = _x(300), None if square else _x(170, seed=2)
@@ -223,7 +226,7 @@ _CLUSTER = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     from ntk_dist import fc_kernel, gram
 
-    args = dict(_node_ip_address="127.0.0.1", include_dashboard=False)
+    args = dict(node_ip_address="127.0.0.1", include_dashboard=False)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, **args))
     workers = [cluster.add_node(num_cpus=1, **args) for _ in range(2)]
     cluster.wait_for_nodes()
