@@ -45,6 +45,7 @@ def ensure_ray(
         ray.init(address=address, **common)
     else:
         ray.init(
+            address="local",  # never join another session's instance found on this machine
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=dashboard,
