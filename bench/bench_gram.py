@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_gram.py N [TILE ...]
 Same run, same inputs (d = 32, relu, depth 2, float32): in-process ``fc_kernel``,
-then ``ntk_dist.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE.
+then ``ntk_dist.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE, each twice (cold, then warm).
 Prints JSON lines with wall seconds and the ratio to the in-process time.
 """
 
@@ -32,7 +32,8 @@ def main():
     print(json.dumps(dict(n=n, mode="in-process", seconds=base)), flush=True)
     workers, memory = _cluster_shape(TileResources())
     auto = auto_tile(n, n, square=True, workers=workers, worker_memory=memory)
-    for tile in [None, *tiles]:
+    # Each tile twice: the first run includes the workers' JIT compiles of its tile shapes.
+    for tile in [t for t in [None, *tiles] for _ in range(2)]:
         t = time.perf_counter()
         res = gram(x, tile=tile, **CFG)
         s = time.perf_counter() - t
