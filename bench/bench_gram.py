@@ -2,7 +2,8 @@
 
 Usage: python bench/bench_gram.py N [TILE ...]
 Same run, same inputs (d = 32, relu, depth 2, float32): in-process ``fc_kernel``,
-then ``ntk_dist.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE, each twice (cold, then warm).
+then ``ntk_dist.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE,
+each twice (cold, then warm).
 Prints JSON lines with wall seconds and the ratio to the in-process time.
 """
 
