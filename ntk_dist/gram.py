@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import mmap
 import os
 import shutil
 import time
@@ -451,6 +452,9 @@ class _DiskSink(_MemorySink):
     def _checkpoint(self):
         for a in self.arrays.values():
             a.flush()
+            # Flushed pages are safe in the file: drop them from this process so the driver's
+            # resident memory stays O(tiles between checkpoints), not O(matrix).
+            a._mmap.madvise(mmap.MADV_DONTNEED)
         self.log.write("".join(f"{i} {j}\n" for i, j in self.unlogged))
         self.log.flush()
         os.fsync(self.log.fileno())
