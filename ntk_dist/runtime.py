@@ -2,8 +2,15 @@
 
 The local default is an embedded Ray instance bound to 127.0.0.1 with the
 dashboard off and Ray's token authentication left on (its default since 2.5x).
-Nothing listens on another address: ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` and
-``_node_ip_address="127.0.0.1"`` keep every Ray socket on loopback.
+Nothing listens on another address. Ray binds its gRPC servers (GCS, raylet,
+workers, agents) to loopback only when it treats the node as local-only, which
+it decides from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``; Ray reads that variable
+once, when it is imported, so :func:`ensure_ray` sets both the variable (for the
+processes it starts) and Ray's already-read constant, and passes
+``_node_ip_address="127.0.0.1"``. Measured with ``ss -ltnp``: without this, Ray
+2.60's servers listen on every interface (``*:port``) even with that node address.
+Joining a cluster (``address=...``) changes none of this: nodes there must reach
+each other.
 """
 
 from __future__ import annotations
@@ -38,14 +45,16 @@ def ensure_ray(
 
     if ray.is_initialized():
         return False
-    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if address is None:
+        _loopback_only()
     level = logging.INFO if verbose else logging.WARNING
     common = dict(log_to_driver=verbose, logging_level=level, configure_logging=True)
     if address is not None:
         ray.init(address=address, **common)
     else:
         ray.init(
-            address="local",  # never join another session's instance found on this machine
+            # "local": always a new instance, never another process's cluster on this host.
+            address="local",
             num_cpus=num_cpus,
             num_gpus=num_gpus,
             include_dashboard=dashboard,
@@ -54,3 +63,11 @@ def ensure_ray(
             **common,
         )
     return True
+
+
+def _loopback_only() -> None:
+    """Make a local Ray instance bind every server to 127.0.0.1 (module docstring)."""
+    from ray._private import ray_constants
+
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False

@@ -116,3 +116,33 @@ def read_runs(out_dir) -> pa.Table:
     if not tables:
         return RUN_SCHEMA.empty_table()
     return pa.concat_tables(tables)
+
+
+def describe_schemas() -> str:
+    """Markdown tables of the run and boundary schemas (the README's "Result schemas")."""
+    from .boundaries import BOUNDARY_SCHEMA
+    from .records import describe
+
+    def table(fields):
+        rows = ["| column | type | meaning |", "|---|---|---|"]
+        rows += [
+            f"| `{f.name}` | {f.type} | {(f.metadata or {}).get(b'doc', b'').decode()} |"
+            for f in fields
+        ]
+        return "\n".join(rows)
+
+    extra = [RUN_SCHEMA.field(name) for name, _, _ in _SWEEP_COLUMNS]
+    return "\n\n".join(
+        [
+            "`OUT/runs/*.parquet`: the training record (`ntk_dist.records.RECORD_SCHEMA`) ...",
+            describe(),
+            "... followed by the sweep columns:",
+            table(extra),
+            "`OUT/boundaries.parquet` (`ntk_dist.boundaries.BOUNDARY_SCHEMA`):",
+            table(BOUNDARY_SCHEMA),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    print(describe_schemas())

@@ -83,6 +83,19 @@ def test_each_run_once_and_readable_by_pandas_polars_duckdb(toy_sweep):
         assert (out / "figures" / name).stat().st_size > 10_000
 
 
+def test_study_journal_opens_as_optuna_storage(toy_sweep):
+    # What optuna-dashboard does with OUT/study.journal: load the study from the file.
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalFileBackend(str(toy_sweep.out_dir / "study.journal"))
+    study = optuna.load_study(study_name="toy_test", storage=JournalStorage(journal))
+    complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) == 40
+    assert all(len(t.user_attrs["phases"]) == 2 for t in complete)
+
+
 def test_rerun_of_a_finished_sweep_trains_nothing(toy_sweep):
     again = run_sweep(parse_spec(TOY), toy_sweep.out_dir, progress=False)
     assert again.new_runs == 0 and again.runs.num_rows == 80
