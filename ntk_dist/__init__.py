@@ -9,6 +9,7 @@ from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
 from .phases import PHASES, label_runs
@@ -25,6 +26,7 @@ from .predict import (
 from .records import RECORD_SCHEMA
 from .runtime import ensure_ray
 from .search import BoundarySampler, grid_points, make_sampler
+from .solve import kernel_regression
 from .spec import SweepSpec, load_spec, parse_spec
 from .store import RUN_SCHEMA, append_runs, read_runs
 from .sweep import SweepResult, run_sweep
@@ -40,6 +42,7 @@ __all__ = [
     "Dataset",
     "FCNetwork",
     "GaussianPrediction",
+    "GramResult",
     "Kernel",
     "PHASES",
     "RECORD_SCHEMA",
@@ -47,17 +50,21 @@ __all__ = [
     "Resources",
     "SweepResult",
     "SweepSpec",
+    "TileResources",
     "TrainJob",
     "Trajectory",
     "append_runs",
     "critical_learning_rate",
+    "empirical_gram",
     "empirical_ntk",
     "ensure_ray",
     "estimate_boundaries",
     "fc_kernel",
     "get_activation",
+    "gram",
     "grid_points",
     "initial_params",
+    "kernel_regression",
     "label_runs",
     "linearized_predict",
     "load",

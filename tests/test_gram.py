@@ -1,0 +1,273 @@
+"""Tiled Ray Grams equal the single-process kernels; failure, resume and bad input."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from ntk_dist import FCNetwork, empirical_gram, empirical_ntk, fc_kernel, gram, ntk_matrix
+from ntk_dist.cli import main as cli_main
+from ntk_dist.gram import LOG, auto_tile, is_complete
+from tests.tolerances import atol
+
+gram_module = sys.modules["ntk_dist.gram"]  # the package exports the function gram under this name
+
+REPO = Path(__file__).resolve().parents[1]
+CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
+
+
+def _x(n, d=8, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, d))
+
+
+def _close(a, b):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=atol(np.float64))
+
+
+# The full grid N in {1000, 1537} x tile in {128, 500} x {square, cross}, trimmed to four cases
+# that together cover every N, tile and shape (each case compiles ragged tile shapes per worker).
+@pytest.mark.parametrize(
+    "n, tile, square",
+    [(1000, 128, True), (1537, 500, True), (1537, 128, False), (1000, 500, False)],
+)
+def test_analytic_sharded_equals_single_process(ray_local, n, tile, square):
+    x1 = _x(n)
+    x2 = None if square else _x(1537 if n == 1000 else 1000, seed=1)
+    res = gram(x1, x2, tile=tile, **CFG)
+    ref = fc_kernel(x1, x2, **CFG)
+    _close(res.nngp, ref.nngp)
+    _close(res.ntk, ref.ntk)
+    t1, t2 = -(-n // tile), -(-(n if square else x2.shape[0]) // tile)
+    assert res.tiles_total == res.tiles_computed == (t1 * (t1 + 1) // 2 if square else t1 * t2)
+
+
+@pytest.mark.parametrize("out_dim, square", [(1, True), (2, False)])
+def test_empirical_sharded_equals_single_process(ray_local, out_dim, square):
+    # Smaller N than the analytic grid (empirical NTKs cost more); ragged: 300 = 2 * 128 + 44.
+    model = FCNetwork(widths=(32, 32), out_dim=out_dim, activation="erf", sigma_w=1.3, sigma_b=0.2)
+    params = model.init(jax.random.PRNGKey(0), 8, dtype=np.float64)
+    x1, x2 = _x(300), None if square else _x(170, seed=2)
+    res = empirical_gram(model, params, x1, x2, tile=128)
+    assert res.nngp is None
+    _close(res.ntk, ntk_matrix(empirical_ntk(model, params, x1, x2)))
+
+
+def test_disk_backed_result_is_marked_complete(ray_local, tmp_path):
+    x = _x(300)
+    res = gram(x, tile=128, out=tmp_path / "g", get=("ntk",), **CFG)
+    assert isinstance(res.ntk, np.memmap) and res.nngp is None
+    assert is_complete(tmp_path / "g")
+    _close(np.load(tmp_path / "g" / "ntk.npy"), fc_kernel(x, **CFG).ntk)
+    assert len((tmp_path / "g" / LOG).read_text().splitlines()) == 6  # 3 tiles -> 3*4/2
+
+
+def test_auto_tile_balances_and_respects_memory():
+    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 2048
+    small = auto_tile(16384, 16384, square=True, workers=2, worker_memory=64e6)
+    assert small**2 * gram_module._BYTES_PER_ENTRY <= 0.5 * 64e6
+    assert auto_tile(100, 100, square=True, workers=8, worker_memory=8e9) == 128
+
+
+# --- bad input: rejected before any work, nothing half-written that looks complete ---
+
+
+@pytest.mark.parametrize("tile", [0, -3, 1.5])
+def test_bad_tile(tile, tmp_path):
+    with pytest.raises(ValueError, match="tile must be a positive integer"):
+        gram(_x(10), tile=tile, out=tmp_path / "g", **CFG)
+    assert not (tmp_path / "g").exists()
+
+
+def test_mismatched_feature_dims(tmp_path):
+    with pytest.raises(ValueError, match="same feature dimension"):
+        gram(_x(10, 3), _x(10, 4), out=tmp_path / "g", **CFG)
+    assert not (tmp_path / "g").exists()
+
+
+def test_unwritable_out(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="not writable"):
+        gram(_x(10), out=tmp_path / "file" / "g", **CFG)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(ValueError, match="not writable"):
+            gram(_x(10), out=ro / "g", **CFG)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_full_out(tmp_path, monkeypatch):
+    class Usage:
+        free = 1000
+
+    monkeypatch.setattr(gram_module.shutil, "disk_usage", lambda p: Usage)
+    with pytest.raises(ValueError, match="GiB free but the Gram needs"):
+        gram(_x(100), out=tmp_path / "g", **CFG)
+    assert not list((tmp_path / "g").glob("*.npy")) and not is_complete(tmp_path / "g")
+
+
+def test_complete_out_needs_overwrite(ray_local, tmp_path):
+    x = _x(50)
+    gram(x, tile=128, out=tmp_path / "g", **CFG)
+    before = (tmp_path / "g" / "ntk.npy").stat().st_mtime_ns
+    with pytest.raises(ValueError, match="overwrite"):
+        gram(2 * x, out=tmp_path / "g", **CFG)
+    assert (tmp_path / "g" / "ntk.npy").stat().st_mtime_ns == before
+    res = gram(2 * x, tile=128, out=tmp_path / "g", overwrite=True, **CFG)
+    _close(res.ntk, fc_kernel(2 * x, **CFG).ntk)
+
+
+def test_bad_kernel_arguments():
+    with pytest.raises(ValueError, match="depth"):
+        gram(_x(10), depth=0, activation="relu", sigma_w=1.0, sigma_b=0.0)
+
+
+# --- CLI ---
+
+
+def test_cli_npy_and_parquet(ray_local, tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    x1, x2 = _x(200), _x(70, seed=3)
+    np.save(tmp_path / "x1.npy", x1)
+    pq.write_table(pa.table({f"f{i}": x2[:, i] for i in range(8)}), tmp_path / "x2.parquet")
+    args = ["gram", "--x1", str(tmp_path / "x1.npy"), "--x2", str(tmp_path / "x2.parquet")]
+    args += ["--out", str(tmp_path / "g"), "--depth", "2", "--activation", "relu"]
+    args += ["--sigma-w", "1.5", "--sigma-b", "0.1", "--tile", "64", "--quiet"]
+    assert cli_main(args) == 0
+    ref = fc_kernel(x1, x2, **CFG)
+    _close(np.load(tmp_path / "g" / "nngp.npy"), ref.nngp)
+    _close(np.load(tmp_path / "g" / "ntk.npy"), ref.ntk)
+    assert cli_main(args) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert cli_main([*args, "--overwrite"]) == 0
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+    np.save(tmp_path / "x1.npy", _x(20, 3))
+    np.save(tmp_path / "x2.npy", _x(20, 4))
+    base = ["gram", "--out", str(tmp_path / "g"), "--depth", "1", "--sigma-w", "1", "--quiet"]
+    assert (
+        cli_main([*base, "--x1", str(tmp_path / "x1.npy"), "--x2", str(tmp_path / "x2.npy")]) == 2
+    )
+    assert "same feature dimension" in capsys.readouterr().err
+    assert cli_main([*base, "--x1", str(tmp_path / "x1.npy"), "--tile", "0"]) == 2
+    assert "tile must be a positive integer" in capsys.readouterr().err
+    assert cli_main([*base, "--x1", str(tmp_path / "missing.npy")]) == 2
+    assert not (tmp_path / "g").exists()
+
+
+# --- resume after SIGKILL of the driver ---
+
+_DRIVER = """
+import sys, numpy as np, jax
+jax.config.update("jax_enable_x64", True)
+from ntk_dist import gram
+from ntk_dist.gram import _DiskSink
+from ntk_dist.runtime import ensure_ray
+_DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
+ensure_ray(num_cpus=2)
+x = np.random.default_rng(0).normal(size=(1100, 8))
+gram(x, tile=100, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,
+     max_in_flight=2)
+"""
+
+
+def test_resume_after_sigkill(ray_local, tmp_path):
+    out = tmp_path / "g"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    script = tmp_path / "driver.py"
+    script.write_text(_DRIVER)
+    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=REPO)
+    total = 11 * 12 // 2
+    deadline = time.monotonic() + 120
+    logged = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if (out / LOG).exists():
+            logged = len((out / LOG).read_text().splitlines())
+            if logged >= 10:
+                break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 10 <= logged < total, f"driver finished or stalled before the kill ({logged} tiles)"
+    assert not is_complete(out)
+    done = len((out / LOG).read_text().splitlines())
+    x = np.random.default_rng(0).normal(size=(1100, 8))
+    res = gram(x, tile=100, out=out, **CFG)
+    assert res.tiles_total == total
+    assert res.tiles_computed == total - done
+    assert is_complete(out)
+    ref = fc_kernel(x, **CFG)
+    _close(res.nngp, ref.nngp)
+    _close(res.ntk, ref.ntk)
+
+
+# --- node failure on a 3-node loopback cluster, in a subprocess ---
+
+_CLUSTER = textwrap.dedent(
+    """
+    import json, sys, threading, time
+    import numpy as np, jax, ray
+    from ray.cluster_utils import Cluster
+    jax.config.update("jax_enable_x64", True)
+    from ntk_dist import fc_kernel, gram
+
+    args = dict(node_ip_address="127.0.0.1", include_dashboard=False)
+    cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, **args))
+    workers = [cluster.add_node(num_cpus=1, **args) for _ in range(2)]
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address)
+    x = np.random.default_rng(0).normal(size=(1500, 8))
+    cfg = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
+    removed = []
+
+    def kill_when_busy():
+        # Tiles are in flight from the first submission on; remove a node a moment later.
+        time.sleep(float(sys.argv[1]))
+        cluster.remove_node(workers[0])
+        removed.append(time.monotonic())
+        cluster.add_node(num_cpus=1, **args)
+
+    threading.Thread(target=kill_when_busy, daemon=True).start()
+    res = gram(x, tile=60, max_in_flight=8, **cfg)
+    finished = time.monotonic()
+    assert removed and removed[0] < finished, "the node was removed after the Gram finished"
+    ref = fc_kernel(x, **cfg)
+    err = max(float(np.max(np.abs(res.nngp - ref.nngp))), float(np.max(np.abs(res.ntk - ref.ntk))))
+    print(json.dumps(dict(err=err, tiles=res.tiles_computed)))
+    ray.shutdown()
+    cluster.shutdown()
+    """
+)
+
+
+def test_node_failure_during_gram(tmp_path):
+    script = tmp_path / "cluster.py"
+    script.write_text(_CLUSTER)
+    env = dict(os.environ, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
+    proc = subprocess.run(
+        [sys.executable, str(script), "2.0"],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["err"] <= atol(np.float64)
+    assert out["tiles"] == 25 * 26 // 2
