@@ -67,42 +67,36 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _write_atomic(path, mode: str, write) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, fsync, then rename it onto
+    ``path`` (and fsync the directory): a reader sees the old file or the whole new one."""
+    path = Path(path)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    try:
+        with open(tmp, mode) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    _fsync_dir(path.parent)
+    return path
+
+
 def write_table_atomic(table: pa.Table, path) -> Path:
     """Write ``table`` to ``path`` via a temporary file, fsync and rename.
 
     A crash at any moment leaves either the old state or the complete new file at
     ``path``, never a partial one (rename is atomic on POSIX file systems).
     """
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(table, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
+    return _write_atomic(path, "wb", lambda fh: pq.write_table(table, fh))
 
 
 def write_text_atomic(text: str, path) -> Path:
     """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    try:
-        with open(tmp, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(path.parent)
-    return path
+    return _write_atomic(path, "w", lambda fh: fh.write(text))
 
 
 def append_runs(out_dir, table: pa.Table) -> Path:
