@@ -96,7 +96,7 @@ def make_job(spec: SweepSpec, width: int, eta_lambda0: float, seed: int, key: st
 def describe_plan(spec: SweepSpec) -> str:
     """What ``run`` would do, without running anything (``validate`` / ``--dry-run``)."""
     s, t = spec.search, spec.training
-    n_points = len(grid_points(spec.search_view)) if s.sampler == "grid" else s.n_trials
+    n_points = _effective_trials(spec)
     n_runs = n_points * t.seeds
     rounds = -(-n_points // s.parallel)
     etas = np.geomspace(*s.eta_lambda0, 16)
@@ -233,7 +233,7 @@ def run_sweep(
         settled = _recover(study, spec, runs)
         if settled:
             echo(f"resumed: settled {settled} interrupted trial(s)")
-        total = _effective_trials(spec, study) * spec.training.seeds
+        total = _effective_trials(spec) * spec.training.seeds
         bar = _progress(progress, total, len(done))
         new = 0
         try:
@@ -249,7 +249,8 @@ def run_sweep(
         return SweepResult(out, runs, boundaries, new)
 
 
-def _effective_trials(spec: SweepSpec, study: optuna.Study) -> int:
+def _effective_trials(spec: SweepSpec) -> int:
+    """Points in the whole sweep: the grid's size for ``grid``, else ``n_trials``."""
     if spec.search.sampler == "grid":
         return len(grid_points(spec.search_view))
     return spec.search.n_trials
@@ -334,7 +335,7 @@ def _next_round(spec: SweepSpec, study: optuna.Study):
         number = last
     else:
         complete = sum(t.state == TrialState.COMPLETE for t in trials)
-        size = min(spec.search.parallel, _effective_trials(spec, study) - complete)
+        size = min(spec.search.parallel, _effective_trials(spec) - complete)
         if size <= 0:
             return None
         asked, number = 0, last + 1
