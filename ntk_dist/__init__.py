@@ -5,6 +5,16 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 """
 
 from .activations import Activation, get_activation
+from .analysis import (
+    GPComparison,
+    PowerLaw,
+    WidthScaling,
+    compare_to_gp,
+    ensemble_stats,
+    fit_power_law,
+    group_stats,
+    width_scaling,
+)
 from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
@@ -41,10 +51,12 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "FCNetwork",
+    "GPComparison",
     "GaussianPrediction",
     "GramResult",
     "Kernel",
     "PHASES",
+    "PowerLaw",
     "RECORD_SCHEMA",
     "RUN_SCHEMA",
     "Resources",
@@ -53,16 +65,21 @@ __all__ = [
     "TileResources",
     "TrainJob",
     "Trajectory",
+    "WidthScaling",
     "append_runs",
+    "compare_to_gp",
     "critical_learning_rate",
     "empirical_gram",
     "empirical_ntk",
+    "ensemble_stats",
     "ensure_ray",
     "estimate_boundaries",
     "fc_kernel",
+    "fit_power_law",
     "get_activation",
     "gram",
     "grid_points",
+    "group_stats",
     "initial_params",
     "kernel_regression",
     "label_runs",
@@ -88,4 +105,5 @@ __all__ = [
     "submit_jobs",
     "train",
     "train_batch",
+    "width_scaling",
 ]
