@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import stats
 
 from . import _validate
@@ -374,6 +375,70 @@ def width_scaling(runs: pa.Table, *, confidence: float = 0.95) -> WidthScaling:
             )
         )
     return WidthScaling(per_run, pa.concat_tables(stacked), pa.Table.from_pylist(fits))
+
+
+def gp_expected_loss(reference: pa.Table) -> pa.Table:
+    """The NTK-GP's expected loss per step and split, from a reference table.
+
+    E[1/(2m) sum_alpha (f(x_alpha) - y_alpha)^2] = mean_alpha ((gp_mean - y)^2 + gp_var) / 2
+    over the points of the split, f ~ N(gp_mean, gp_var) (science.md §3-§4).
+
+    Args:
+      reference: long table with ``step``, ``split``, ``y``, ``gp_mean``, ``gp_var``
+        (``reference.parquet`` of the finite_vs_infinite and ensemble experiments).
+
+    Returns:
+      Table sorted by (split, step): ``split``, ``step`` (int64), ``loss`` (float64).
+    """
+    _require(reference, "step", "split", "y", "gp_mean", "gp_var")
+    sq = pc.add(pc.power(pc.subtract(reference["gp_mean"], reference["y"]), 2), reference["gp_var"])
+    t = pa.table({"split": reference["split"], "step": reference["step"], "sq": sq})
+    out = t.group_by(["split", "step"]).aggregate([("sq", "mean")])
+    loss = pc.divide(out["sq_mean"], 2.0)
+    return pa.table(
+        {"split": out["split"], "step": out["step"].cast(pa.int64()), "loss": loss}
+    ).sort_by([("split", "ascending"), ("step", "ascending")])
+
+
+def ntk_convergence(theta: dict, analytic) -> pa.Table:
+    """Empirical NTK across initialisations against the analytic Theta, per width.
+
+    Args:
+      theta: ``{width: (S, 2, P) array}``: per seed, Theta_hat(x0, x_p) at the first and
+        last record step (initialisation and after training).
+      analytic: (P,) infinite-width Theta(x0, x_p).
+
+    Returns:
+      Table sorted by width: ``width``, ``n_seeds``; ``std_init`` and ``std_final`` (the
+      std across seeds (ddof = 1), averaged over the P points); ``mean_err_init`` and
+      ``mean_err_final`` (max_p |mean over seeds - Theta| / max_p |Theta|, the relative
+      sup-norm error of the seed mean); ``rel_change`` (mean over seeds of
+      ||Theta_hat_T - Theta_hat_0|| / ||Theta_hat_0||, 2-norms over the P points) and
+      ``rel_change_se``.
+    """
+    ref = np.asarray(analytic, float).ravel()
+    scale = np.abs(ref).max()
+    rows = []
+    for w in sorted(theta):
+        a = np.asarray(theta[w], float)
+        if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] != ref.size or a.shape[0] < 2:
+            raise ValueError(
+                f"theta[{w}] must have shape (seeds >= 2, 2, {ref.size}), got {a.shape}"
+            )
+        change = np.linalg.norm(a[:, 1] - a[:, 0], axis=1) / np.linalg.norm(a[:, 0], axis=1)
+        rows.append(
+            dict(
+                width=int(w),
+                n_seeds=a.shape[0],
+                std_init=float(a[:, 0].std(0, ddof=1).mean()),
+                std_final=float(a[:, 1].std(0, ddof=1).mean()),
+                mean_err_init=float(np.abs(a[:, 0].mean(0) - ref).max() / scale),
+                mean_err_final=float(np.abs(a[:, 1].mean(0) - ref).max() / scale),
+                rel_change=float(change.mean()),
+                rel_change_se=float(change.std(ddof=1) / math.sqrt(len(change))),
+            )
+        )
+    return pa.Table.from_pylist(rows)
 
 
 def _relative_change(trajectory) -> float:
