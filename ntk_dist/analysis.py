@@ -186,7 +186,9 @@ def group_stats(
       table: runs (any table with the columns named).
       column: numeric column to summarise.
       by: grouping columns (e.g. ``("width",)``, ``("width", "target_eta_lambda0")``,
-        ``("seed",)``); ``()`` summarises the whole table in one row.
+        ``("seed",)``); ``()`` summarises the whole table in one row. Groups are exact
+        matches: ``eta_lambda0`` is each run's own measured value (its lambda0
+        fluctuates), so pool seeds by the requested ``target_eta_lambda0`` instead.
       confidence: interval level in (0, 1).
 
     Returns:
