@@ -285,7 +285,26 @@ def _gp_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
             f"{_pct(r['std_within'])} | {r['std_ratio']:.3g} | {_pct(r['coverage'])} | "
             f"{r['ens_std']:.3g} [{r['std_lo']:.3g}, {r['std_hi']:.3g}] |"
         )
+    lines += ["", *_per_width_table(exp.runs, ("loss_final", "param_change"))]
     return lines, figs
+
+
+def _per_width_table(runs: pa.Table, columns) -> list[str]:
+    """Mean and 95% t-interval over seeds per width of scalar run columns (Markdown)."""
+    stats = {c: analysis.group_stats(runs, c, by=("width",)).to_pylist() for c in columns}
+    lines = [
+        "Per width, over seeds (Student-t intervals):",
+        "",
+        "| width | runs | " + " | ".join(f"{c} mean [95% CI]" for c in columns) + " |",
+        "| --- | --- |" + " --- |" * len(columns),
+    ]
+    for i, row in enumerate(stats[columns[0]]):
+        cells = [
+            f"{r['mean']:.3g} [{r['ci_low']:.3g}, {r['ci_high']:.3g}]"
+            for r in (stats[c][i] for c in columns)
+        ]
+        lines.append(f"| {row['width']} | {row['n'] + row['n_nan']} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _split(ref: pa.Table, split: str, step: int | None, path: Path) -> pa.Table:

@@ -96,6 +96,8 @@ def _gp_experiment(out, kind="ensemble", widths=(50, 512), nets=(4, 30), seed=0)
                     run_key=f"{w}-{s:03d}",
                     test_pred=preds,
                     train_loss=loss,
+                    loss_final=loss[-1],
+                    param_change=0.3 / math.sqrt(w) * rng.uniform(0.9, 1.1),
                     test_loss=[2 * v for v in loss],
                 )
             )
@@ -150,6 +152,9 @@ def test_ensemble_report_plots_the_parquet_data(tmp_path):
         c = compare_to_gp(members, final.gp_mean, final.gp_var)
         row = f"| {w} | {len(members)} | {STEPS[-1]} | {100 * c.frac_mean_within:.0f}% | "
         assert row in rep.text
+        changes = [r["param_change"] for r in runs if r["width"] == w]
+        assert f"| {w} | {len(members)} | " in rep.text
+        assert f" | {np.mean(changes):.3g} [" in rep.text
 
 
 def test_ntk_convergence_report(tmp_path):
