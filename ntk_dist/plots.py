@@ -196,8 +196,9 @@ def plot_loss_curves(curves, gp_loss: dict, path: str | Path, *, title: str = ""
       title: figure title.
 
     Returns:
-      :class:`Plot`; axes 0 (train) and 1 (test) hold one line per network (gid
-      ``"run"``, x = steps >= 1) and the NTK-GP line (gid ``"gp_expected"``).
+      :class:`Plot`; axes 0 (train) and 1 (test) hold per width one line per network
+      (gid ``"run"``, x = steps >= 1) and their mean (gid ``"mean"``, when the
+      networks share record steps), then the NTK-GP line (gid ``"gp_expected"``).
     """
     if not curves:
         raise ValueError("curves is empty: no runs to plot")
@@ -206,18 +207,18 @@ def plot_loss_curves(curves, gp_loss: dict, path: str | Path, *, title: str = ""
     widths = sorted({c.width for c in curves})
     colour = dict(zip(widths, _width_colours(len(widths)), strict=True))
     for ax, split in zip(axes, ("train", "test"), strict=True):
-        seen = set()
-        for c in curves:
-            y = getattr(c, split)
-            if y is None:
-                continue
-            keep = c.steps >= 1
-            label = None if c.width in seen else f"n={c.width}"
-            seen.add(c.width)
-            (line,) = ax.plot(
-                c.steps[keep], y[keep], color=colour[c.width], lw=0.7, alpha=0.6, label=label
-            )
-            line.set_gid("run")
+        for w in widths:
+            mine = [c for c in curves if c.width == w and getattr(c, split) is not None]
+            for c in mine:
+                keep = c.steps >= 1
+                y = getattr(c, split)[keep]
+                ax.plot(c.steps[keep], y, color=colour[w], lw=0.5, alpha=0.35, gid="run")
+            if mine and all(np.array_equal(c.steps, mine[0].steps) for c in mine):
+                keep = mine[0].steps >= 1
+                # The NTK-GP gives the expected loss: compare the mean, not the median.
+                avg = np.mean([getattr(c, split)[keep] for c in mine], axis=0)
+                label = f"n={w}: mean of {len(mine)} nets (thin: each net)"
+                ax.plot(mine[0].steps[keep], avg, color=colour[w], lw=2, label=label, gid="mean")
         if split in gp_loss:
             steps, loss = (np.asarray(a) for a in gp_loss[split])
             keep = steps >= 1
@@ -257,9 +258,10 @@ def plot_function_bands(
       max_members: draw at most this many individual networks per panel.
 
     Returns:
-      :class:`Plot`. Each axes holds (by gid): ``"gp_band"`` and ``"ens_band"`` (fills,
-      mean +/- 2 std; the ensemble band needs M >= 2), lines ``"gp_mean"``,
-      ``"ens_mean"``, ``"member"`` and ``"target"``, and the ``"train"`` scatter.
+      :class:`Plot`. Each axes holds (by gid): the fill ``"gp_band"`` (NTK-GP mean
+      +/- 2 std), lines ``"gp_mean"``, ``"ens_mean"``, ``"ens_band"`` (two lines, lower
+      then upper, ensemble mean -/+ 2 std; needs M >= 2), ``"member"`` and
+      ``"target"``, and the ``"train"`` scatter.
     """
     if not panels:
         raise ValueError("panels is empty: no runs to plot")
@@ -280,23 +282,21 @@ def plot_function_bands(
         ax.plot(p.x, p.gp_mean, color="C0", lw=1.5, gid="gp_mean")
         for i, f in enumerate(p.members[:max_members]):
             label = f"networks ({min(m, max_members)} of {m} shown)" if i == 0 else None
-            ax.plot(p.x, f, color="C1", lw=0.5, alpha=0.5, label=label, gid="member")
+            ax.plot(p.x, f, color="grey", lw=0.5, alpha=0.5, label=label, gid="member")
         mean = p.members.mean(0)
+        ax.plot(p.x, mean, color="C3", lw=1.5, ls="--", label="ensemble mean", gid="ens_mean")
         if m >= 2:
             std = p.members.std(0, ddof=1)
-            band = ax.fill_between(
-                p.x,
-                mean - 2 * std,
-                mean + 2 * std,
-                facecolor="none",
-                edgecolor="C3",
-                hatch="//",
-                lw=0.5,
-                label=r"ensemble mean $\pm$ 2 std",
-            )
-            band.set_gid("ens_band")
-        ax.plot(p.x, mean, color="C3", lw=1.5, ls="--", label="ensemble mean", gid="ens_mean")
-        ax.plot(p.x, p.target, color="k", lw=1, ls=":", label="target $x^3$", gid="target")
+            for sign in (-1, 1):
+                ax.plot(
+                    p.x,
+                    mean + sign * 2 * std,
+                    color="C3",
+                    lw=1,
+                    label=r"ensemble mean $\pm$ 2 std" if sign < 0 else None,
+                    gid="ens_band",
+                )
+        ax.plot(p.x, p.target, color="k", lw=1, ls=":", label="target (noise-free)", gid="target")
         ax.scatter(x_train, y_train, color="k", s=18, zorder=3, label="train points", gid="train")
         ax.set(xlabel="x", title=p.label)
         ax.legend(fontsize=7, loc="upper left")

@@ -249,13 +249,13 @@ def _gp_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
                 f"{exp.path / 'reference.parquet'}: {test.num_rows} test points at step {step}, "
                 f"but the runs predict {members.shape[1]} outputs; is k > 1?"
             )
-        x, gp_mean, gp_var = _col(test, "x"), _col(test, "gp_mean"), _col(test, "gp_var")
+        order = np.argsort(_col(test, "x"), kind="stable")  # lines need sorted inputs
+        members = members[:, order]
+        x, y, gp_mean, gp_var = (_col(test, c)[order] for c in ("x", "y", "gp_mean", "gp_var"))
         gp_std = np.sqrt(np.clip(gp_var, 0, None))
         m = members.shape[0]
         panels.append(
-            plots.FunctionPanel(
-                f"n={w}, {m} nets, step {step}", x, members, gp_mean, gp_std, _col(test, "y")
-            )
+            plots.FunctionPanel(f"n={w}, {m} nets, step {step}", x, members, gp_mean, gp_std, y)
         )
         rows.append(_agreement(w, step, x, members, gp_mean, gp_var, n_boot))
     figs.append(
@@ -265,8 +265,8 @@ def _gp_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
     )
     final_train = [r["train_loss"][-1] for r in exp.runs.select(["train_loss"]).to_pylist()]
     lines = [
-        f"{exp.runs.num_rows} runs; final train loss: networks median "
-        f"{np.median(final_train):.3e}, NTK-GP expectation {gp_loss['train'][1][-1]:.3e}.",
+        f"{exp.runs.num_rows} runs; final train loss: mean over networks "
+        f"{np.nanmean(final_train):.3e}, NTK-GP expectation {gp_loss['train'][1][-1]:.3e}.",
         "",
         "Agreement with the NTK-GP at the final step on test points in [0, 1] "
         "(mean: |ens_mean - gp_mean| <= 3 SE; std: ens_std / gp_std within a factor 1.5; "

@@ -130,6 +130,10 @@ def test_ensemble_report_plots_the_parquet_data(tmp_path):
     for ax, col in ((ax_train, "train_loss"), (ax_test, "test_loss")):
         got = sorted(tuple(line.get_ydata()) for line in _gid(ax, "run"))
         assert got == sorted(tuple(r[col][1:]) for r in runs)  # step 0 off the log axis
+        means = [line.get_ydata() for line in _gid(ax, "mean")]
+        for w, got_mean in zip((50, 512), means, strict=True):
+            want = np.mean([r[col][1:] for r in runs if r["width"] == w], axis=0)
+            np.testing.assert_allclose(got_mean, want)
     for ax, split in ((ax_train, "train"), (ax_test, "test")):
         (gp,) = _gid(ax, "gp_expected")
         sub = ref[ref.split == split]
@@ -148,6 +152,10 @@ def test_ensemble_report_plots_the_parquet_data(tmp_path):
         band_y = gp_band.get_paths()[0].vertices[:, 1]
         upper = final.gp_mean + 2 * np.sqrt(final.gp_var)
         assert np.isclose(band_y[:, None], upper.to_numpy()[None]).any(0).all()
+        lower, upper = _gid(ax, "ens_band")
+        std = members.std(0, ddof=1)
+        np.testing.assert_allclose(lower.get_ydata(), members.mean(0) - 2 * std)
+        np.testing.assert_allclose(upper.get_ydata(), members.mean(0) + 2 * std)
         # The agreement numbers in report.md equal a direct computation.
         c = compare_to_gp(members, final.gp_mean, final.gp_var)
         row = f"| {w} | {len(members)} | {STEPS[-1]} | {100 * c.frac_mean_within:.0f}% | "
