@@ -9,6 +9,7 @@ from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .experiments import ExperimentSpec, run_experiment
 from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
@@ -40,6 +41,7 @@ __all__ = [
     "CatapultToy",
     "DataSpec",
     "Dataset",
+    "ExperimentSpec",
     "FCNetwork",
     "GaussianPrediction",
     "GramResult",
@@ -82,6 +84,7 @@ __all__ = [
     "plot_phase_diagram",
     "read_runs",
     "record_schedule",
+    "run_experiment",
     "run_jobs",
     "run_sweep",
     "sharpness",
