@@ -19,6 +19,7 @@ from .boundaries import estimate_boundaries
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .experiments import ExperimentSpec, run_experiment
 from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
@@ -50,6 +51,7 @@ __all__ = [
     "CatapultToy",
     "DataSpec",
     "Dataset",
+    "ExperimentSpec",
     "FCNetwork",
     "GPComparison",
     "GaussianPrediction",
@@ -99,6 +101,7 @@ __all__ = [
     "plot_phase_diagram",
     "read_runs",
     "record_schedule",
+    "run_experiment",
     "run_jobs",
     "run_sweep",
     "sharpness",

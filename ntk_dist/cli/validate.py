@@ -5,11 +5,11 @@ from __future__ import annotations
 
 def _validate(args) -> int:
     from ..spec import load_spec
-    from ..sweep import describe_plan
+    from ..sweep import plan_text
 
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid")
-    print(describe_plan(spec))
+    print(plan_text(spec))
     return 0
 
 
