@@ -166,8 +166,6 @@ def test_ensemble_report_plots_the_parquet_data(tmp_path):
 
 
 def test_ntk_convergence_report(tmp_path):
-    if "test_ntk" not in RUN_SCHEMA.names:
-        pytest.skip("RUN_SCHEMA has no test_ntk column yet (issue 6 item 1)")
     rng = np.random.default_rng(1)
     angle = np.linspace(-math.pi, math.pi, 33, endpoint=False)
     analytic = 1.0 + np.cos(angle)
