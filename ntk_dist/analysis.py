@@ -305,8 +305,9 @@ class WidthScaling(NamedTuple):
         :data:`SCALING_QUANTITIES` (float64; NaN where not recorded).
       per_width: :func:`group_stats` of each quantity by width, stacked: ``quantity``,
         ``width``, ``n``, ``n_nan``, ``mean``, ``std``, ``se``, ``ci_low``, ``ci_high``.
-      fits: one row per quantity: ``quantity``, ``exponent``, ``ci_low``, ``ci_high``,
-        ``se``, ``prefactor``, ``n_widths``, ``published`` (literature exponent).
+      fits: one row per quantity: ``quantity``, the :class:`PowerLaw` fields
+        (``exponent``, ``ci_low``, ``ci_high``, ``se``, ``prefactor``, ``n_points`` =
+        widths fitted, ``confidence``) and ``published`` (literature exponent).
     """
 
     per_run: pa.Table
@@ -364,18 +365,7 @@ def width_scaling(runs: pa.Table, *, confidence: float = 0.95) -> WidthScaling:
             if len(np.unique(w[usable])) >= 2
             else PowerLaw(math.nan, math.nan, math.nan, math.nan, math.nan, 0, confidence)
         )
-        fits.append(
-            dict(
-                quantity=q,
-                exponent=fit.exponent,
-                ci_low=fit.ci_low,
-                ci_high=fit.ci_high,
-                se=fit.se,
-                prefactor=fit.prefactor,
-                n_widths=fit.n_points,
-                published=published[q],
-            )
-        )
+        fits.append({"quantity": q, **fit._asdict(), "published": published[q]})
     return WidthScaling(per_run, pa.concat_tables(stacked), pa.Table.from_pylist(fits))
 
 

@@ -163,7 +163,7 @@ def test_width_scaling_fits_known_exponents():
     expected = {"sup_lin_gap": -0.5, "param_change": -0.5, "ntk_change": -0.5, "lambda_change": -1}
     for q, p in expected.items():
         assert fits[q]["ci_low"] <= p <= fits[q]["ci_high"], (q, fits[q])
-        assert fits[q]["ci_high"] - fits[q]["ci_low"] < 0.1 and fits[q]["n_widths"] == 6
+        assert fits[q]["ci_high"] - fits[q]["ci_low"] < 0.1 and fits[q]["n_points"] == 6
     assert fits["lambda_change"]["published"] == -1.0  # the toy: O(1/n), Lewkowycz et al.
     assert fits["sup_lin_gap"]["published"] == -0.5
     # ntk_change is the first-vs-last relative Frobenius change of probe_ntk.
