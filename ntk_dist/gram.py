@@ -235,24 +235,41 @@ def _tiles(n1: int, n2: int, b: int, square: bool) -> list[tuple[int, int]]:
 
 
 def _compute_tile(kernel: dict, x1, x2, b: int, i: int, j: int) -> dict:
-    """One tile: {kind: block}; runs in a Ray worker (pure compute)."""
+    """One tile: {kind: block}; runs in a Ray worker (pure compute).
+
+    A ragged edge tile is computed at the full tile shape, on inputs padded by repeating
+    their last row, and cut: every entry depends only on its own pair of inputs, so the
+    kept part is unchanged, and a worker compiles two tile shapes (square and cross
+    B x B) instead of up to four per Gram, for at most one extra row of tiles of work.
+    """
     import jax
 
     if x1.dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
-    xa = x1[i * b : (i + 1) * b]
     diag = x2 is None and i == j
-    xb = None if diag else (x1 if x2 is None else x2)[j * b : (j + 1) * b]
+    xs2 = x1 if x2 is None else x2
+    xa, xb = x1[i * b : (i + 1) * b], None if diag else xs2[j * b : (j + 1) * b]
+    na, nb = len(xa), len(xa) if diag else len(xb)
+    xa = _pad_rows(xa, min(b, len(x1)))
+    xb = None if diag else _pad_rows(xb, min(b, len(xs2)))
     if kernel["kind"] == "analytic":
         from .kernels import fc_kernel
 
         args = {k: kernel[k] for k in ("depth", "activation", "sigma_w", "sigma_b", "get")}
         res = fc_kernel(xa, xb, tile=max(len(xa), 1) * 2, **args)
-        return {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
-    from .empirical import empirical_ntk, ntk_matrix
+        blocks = {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
+    else:
+        from .empirical import empirical_ntk, ntk_matrix
 
-    theta = empirical_ntk(kernel["model"], kernel["params"], xa, xb)
-    return {"ntk": np.asarray(ntk_matrix(theta))}
+        theta = empirical_ntk(kernel["model"], kernel["params"], xa, xb)
+        blocks = {"ntk": np.asarray(ntk_matrix(theta))}
+    k = next(iter(blocks.values())).shape[0] // len(xa)  # outputs per sample (sample-major)
+    return {name: v[: na * k, : nb * k] for name, v in blocks.items()}
+
+
+def _pad_rows(x, rows: int):
+    """x with its last row repeated up to ``rows`` rows."""
+    return np.pad(x, ((0, rows - len(x)), (0, 0)), mode="edge") if len(x) < rows else x
 
 
 def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_flight, progress):
