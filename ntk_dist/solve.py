@@ -25,7 +25,7 @@ Choosing ``rank``: on inputs in d dimensions the FC kernels' large eigenvalues
 come in spherical-harmonic groups of sizes 1, d, d (d + 1) / 2 - 1, ... (degrees
 0, 1, 2); a rank beyond the first three groups (560 for d = 32) leaves a flat tail,
 and CG then needs a few tens of iterations instead of a few hundred
-(bench/RESULTS.md, N = 20,000, d = 32).
+(bench/RESULTS.md: N = 20,000, d = 32, rank 2000: 21 iterations to 1e-7).
 ``tol`` is CG's own (recursive) residual; it tracks the true residual
 ||y - (K + r I) alpha|| / ||y|| to rounding, so a target residual t is met with
 ``tol = t / 10`` (the margin covers recursion drift and the rounding of
@@ -160,10 +160,12 @@ def nystrom_preconditioner(low_rank: np.ndarray, shift: float):
 
         P^{-1} = (lam_r + shift) U diag(lam + shift)^{-1} U^T + (I - U U^T)
 
-    (Frangella, Tropp & Udell 2023, Eq. 5.3). Off range(U), K + shift I is scaled by
-    1 / (lam_r + shift) rather than by 1 / shift as with P = L L^T + shift I, so the
+    (Frangella, Tropp & Udell 2023, "Randomized Nystrom preconditioning"). Off
+    range(U), K + shift I is scaled by 1 / (lam_r + shift) rather than by 1 / shift
+    as with P = L L^T + shift I, so the
     preconditioned spectrum lies in about [(lam_min + shift) / (lam_r + shift), 1 + ...]
-    instead of spreading to (lam_{r+1} + shift) / shift (bench: 30% fewer iterations).
+    instead of spreading to (lam_{r+1} + shift) / shift (relu NTK, N = 6000, d = 32,
+    rank 1500, diag_reg 1e-6: 19 PCG iterations instead of 29).
 
     Args:
       low_rank: L, shape (N, r), e.g. from :func:`nystrom_factor`.
