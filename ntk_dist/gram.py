@@ -41,14 +41,17 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate
-from .kernels import KINDS
+from .kernels import DEFAULT_TILE, KINDS
 
 #: Bytes of worker memory assumed per tile entry (blocks plus recursion intermediates).
 _BYTES_PER_ENTRY = 128
-#: Tiles per worker the automatic tile size aims for (load balance vs per-task overhead;
-#: bench/bench_gram.py: 2048-tiles ran 1.8x faster than 4096-tiles at N = 16384, 2 workers).
+#: Tiles per worker the automatic tile size aims for (load balance vs per-task overhead).
 _TILES_PER_WORKER = 16
-_MIN_TILE, _MAX_TILE = 128, 2048
+#: Largest automatic tile on CPU workers: the in-process kernel's tile, whose ~10 B x B
+#: intermediates stay in cache (bench/bench_gram_tiles.py, N = 16384, 2 workers, warm:
+#: 512-tiles 6.7 s, 1024: 8.3 s, 2048: 15.8 s, 4096: 16.2 s). GPU tiles: not yet measured.
+_MAX_TILE_CPU, _MAX_TILE_GPU = DEFAULT_TILE, 2048
+_MIN_TILE = 128
 #: Fraction of available RAM an in-memory result may take before ``out`` is required.
 _IN_MEMORY_FRACTION = 0.5
 MANIFEST, LOG, COMPLETE = "manifest.json", "tiles.log", "COMPLETE"
@@ -197,17 +200,20 @@ def _apply(model, params, x):
     return _apply_fn(model)(params, x)
 
 
-def auto_tile(n1: int, n2: int, *, square: bool, workers: int, worker_memory: float) -> int:
-    """Tile edge B: about ``_TILES_PER_WORKER`` tiles per worker, capped by memory.
+def auto_tile(
+    n1: int, n2: int, *, square: bool, workers: int, worker_memory: float, gpu: bool = False
+) -> int:
+    """Tile edge B: about ``_TILES_PER_WORKER`` tiles per worker, capped by cache and memory.
 
     Args:
       n1, n2: Gram shape.
       square: only tiles i <= j are computed.
       workers: worker CPUs (or GPUs) running tiles at once.
       worker_memory: bytes of memory per worker.
+      gpu: tiles run on GPUs (cap 2048) rather than CPUs (cap 512, cache-sized).
 
     Returns:
-      B in [128, 2048] with ``B^2 * 128`` bytes within half of ``worker_memory``.
+      B in [128, cap] with ``B^2 * 128`` bytes within half of ``worker_memory``.
     """
     target = _TILES_PER_WORKER * workers
     t = 1
@@ -215,7 +221,8 @@ def auto_tile(n1: int, n2: int, *, square: bool, workers: int, worker_memory: fl
         t += 1
     b = math.ceil(n1 / t)
     b_mem = int(math.sqrt(0.5 * worker_memory / _BYTES_PER_ENTRY))
-    return int(max(_MIN_TILE, min(b, b_mem, _MAX_TILE)))
+    cap = _MAX_TILE_GPU if gpu else _MAX_TILE_CPU
+    return int(max(_MIN_TILE, min(b, b_mem, cap)))
 
 
 def _cluster_shape(resources: TileResources) -> tuple[int, float]:
@@ -304,7 +311,9 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
 
     ensure_ray()
     workers, memory = _cluster_shape(resources)
-    b = tile or auto_tile(n1, n2, square=square, workers=workers, worker_memory=memory)
+    b = tile or auto_tile(
+        n1, n2, square=square, workers=workers, worker_memory=memory, gpu=resources.num_gpus > 0
+    )
     tiles = _tiles(n1, n2, b, square)
     fingerprint = _fingerprint(x1, x2, kernel, b, k)
     sink = _MemorySink(shape, kinds, x1.dtype) if out is None else _DiskSink(

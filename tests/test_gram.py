@@ -80,7 +80,8 @@ def test_disk_backed_result_is_marked_complete(ray_local, tmp_path):
 
 
 def test_auto_tile_balances_and_respects_memory():
-    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 2048
+    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 512
+    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9, gpu=True) == 2048
     small = auto_tile(16384, 16384, square=True, workers=2, worker_memory=64e6)
     assert small**2 * gram_module._BYTES_PER_ENTRY <= 0.5 * 64e6
     assert auto_tile(100, 100, square=True, workers=8, worker_memory=8e9) == 128
