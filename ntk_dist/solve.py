@@ -162,10 +162,10 @@ def nystrom_preconditioner(low_rank: np.ndarray, shift: float):
 
     (Frangella, Tropp & Udell 2023, "Randomized Nystrom preconditioning"). Off
     range(U), K + shift I is scaled by 1 / (lam_r + shift) rather than by 1 / shift
-    as with P = L L^T + shift I, so the
-    preconditioned spectrum lies in about [(lam_min + shift) / (lam_r + shift), 1 + ...]
-    instead of spreading to (lam_{r+1} + shift) / shift (relu NTK, N = 6000, d = 32,
-    rank 1500, diag_reg 1e-6: 19 PCG iterations instead of 29).
+    as with P = L L^T + shift I, so the preconditioned spectrum lies in about
+    [(lam_min + shift) / (lam_r + shift), 1 + ...] instead of spreading up to
+    (lam_{r+1} + shift) / shift (relu NTK, N = 6000, d = 32, rank 1500,
+    diag_reg 1e-6: 19 PCG iterations instead of 29).
 
     Args:
       low_rank: L, shape (N, r), e.g. from :func:`nystrom_factor`.
@@ -248,7 +248,7 @@ def kernel_regression(
       tol, maxiter: CG stopping rule (relative residual of every column).
       rank: Nystrom preconditioner rank (landmarks); memory N * rank * 8 bytes. Take it
         above 1 + d + d (d + 1) / 2 (see module docstring).
-      block_bytes: memory of one row block in matrix-free products.
+      block_bytes: memory of one B x B block in matrix-free products (:func:`kernel_matvec`).
 
     Returns:
       :class:`Regression` in float64.
