@@ -26,9 +26,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from ntk_dist import fc_kernel  # noqa: E402
-from ntk_dist.gram import _tiles  # noqa: E402
-from ntk_dist.solve import kernel_regression  # noqa: E402
+from ntk_dist.solve import kernel_regression, symmetric_blocks  # noqa: E402
 
 KERNEL = dict(depth=1, activation="relu", sigma_w=1.5, sigma_b=0.1)
 DIAG_REG, TARGET = 1e-6, 1e-6
@@ -51,10 +49,8 @@ def dense(n, out):
     x, y = problem(n)
     alpha_cg = np.load(out / f"alpha_cg_{n}.npy")
     t = time.perf_counter()
-    k, b = np.empty((n, n)), 2048
-    for i, j in _tiles(n, n, b, square=True):
-        ri, rj = slice(i * b, (i + 1) * b), slice(j * b, (j + 1) * b)
-        blk = np.asarray(fc_kernel(x[ri], None if i == j else x[rj], get=("ntk",), **KERNEL).ntk)
+    k = np.empty((n, n))
+    for ri, rj, blk in symmetric_blocks(x, 2048, get=("ntk",), **KERNEL):
         k[ri, rj], k[rj, ri] = blk, blk.T
     kernel_s = time.perf_counter() - t
     shift = DIAG_REG * np.mean(np.diag(k))

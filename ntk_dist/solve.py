@@ -202,22 +202,41 @@ def kernel_matvec(x, *, block_bytes: float = 2**28, **kernel):
       K_ij V_j to rows i and K_ij^T V_i to rows j; diagonal blocks are computed as
       square Grams, so the result equals ``fc_kernel(x) @ v`` to rounding.
     """
-    (kind,) = kernel["get"]
-    n = x.shape[0]
     b = max(1, int(math.sqrt(block_bytes / _BYTES_PER_ENTRY)))
-    pairs = _tiles(n, n, b, square=True)
 
     def matvec(v):
-        out = np.zeros((n, v.shape[1]))
-        for i, j in pairs:
-            ri, rj = slice(i * b, (i + 1) * b), slice(j * b, (j + 1) * b)
-            k = np.asarray(getattr(fc_kernel(x[ri], None if i == j else x[rj], **kernel), kind))
+        out = np.zeros((x.shape[0], v.shape[1]))
+        for ri, rj, k in symmetric_blocks(x, b, **kernel):
             out[ri] += k @ v[rj]
-            if i != j:
+            if ri != rj:
                 out[rj] += k.T @ v[ri]
         return out
 
     return matvec
+
+
+def symmetric_blocks(x, b: int, **kernel):
+    """The blocks i <= j of K(x, x), one at a time.
+
+    Args:
+      x: inputs, shape (N, d).
+      b: block edge B (the last block row/column is ragged).
+      **kernel: ``depth``, ``activation``, ``sigma_w``, ``sigma_b`` and ``get`` (one kind).
+
+    Yields:
+      (rows_i, rows_j, K_ij): two slices of range(N) and the block, shape (|rows_i|,
+      |rows_j|), float64 ndarray; diagonal blocks are square Grams (diagonal pinned to the
+      diagonal recursion), as in ``fc_kernel(x)``.
+    """
+    (kind,) = kernel["get"]
+    n = x.shape[0]
+    for i, j in _tiles(n, n, b, square=True):
+        ri, rj = slice(i * b, (i + 1) * b), slice(j * b, (j + 1) * b)
+        yield (
+            ri,
+            rj,
+            np.asarray(getattr(fc_kernel(x[ri], None if i == j else x[rj], **kernel), kind)),
+        )
 
 
 def kernel_regression(
