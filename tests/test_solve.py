@@ -56,6 +56,19 @@ def test_preconditioner_cuts_iterations():
     np.testing.assert_allclose(fast.x, solve(k + shift * np.eye(400), y), rtol=1e-5, atol=1e-6)
 
 
+def test_nystrom_preconditioner_with_all_landmarks_is_a_scaled_inverse():
+    # L L^T = K (to the rounding of K_mm^{-1}), so P^{-1} (K + r I) = (lam_min + r) I and one
+    # CG step solves the system.
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    kern = dict(get=("ntk",), **CFG)
+    k = np.asarray(fc_kernel(x, **kern).ntk)
+    shift = 1e-3 * np.mean(np.diag(k))
+    pre = nystrom_preconditioner(nystrom_factor(x, 60, **kern), shift)
+    b = np.random.default_rng(1).normal(size=(60, 2))
+    res = pcg(lambda v: k @ v + shift * v, b, precond=pre, tol=1e-10)
+    assert res.converged and res.residuals[0] < 1e-6
+
+
 def test_nystrom_with_all_landmarks_is_exact():
     x = np.random.default_rng(0).normal(size=(60, 4))
     kern = dict(get=("nngp",), **CFG)
