@@ -41,14 +41,17 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _validate
-from .kernels import KINDS
+from .kernels import DEFAULT_TILE, KINDS
 
 #: Bytes of worker memory assumed per tile entry (blocks plus recursion intermediates).
 _BYTES_PER_ENTRY = 128
-#: Tiles per worker the automatic tile size aims for (load balance vs per-task overhead;
-#: bench/bench_gram.py: 2048-tiles ran 1.8x faster than 4096-tiles at N = 16384, 2 workers).
+#: Tiles per worker the automatic tile size aims for (load balance vs per-task overhead).
 _TILES_PER_WORKER = 16
-_MIN_TILE, _MAX_TILE = 128, 2048
+#: Largest automatic tile on CPU workers: the in-process kernel's tile, whose ~10 B x B
+#: intermediates stay in cache (bench/bench_gram_tiles.py, N = 16384, 2 workers, warm:
+#: 512-tiles 6.7 s, 1024: 8.3 s, 2048: 15.8 s, 4096: 16.2 s). GPU tiles: not yet measured.
+_MAX_TILE_CPU, _MAX_TILE_GPU = DEFAULT_TILE, 2048
+_MIN_TILE = 128
 #: Fraction of available RAM an in-memory result may take before ``out`` is required.
 _IN_MEMORY_FRACTION = 0.5
 MANIFEST, LOG, COMPLETE = "manifest.json", "tiles.log", "COMPLETE"
@@ -197,17 +200,20 @@ def _apply(model, params, x):
     return _apply_fn(model)(params, x)
 
 
-def auto_tile(n1: int, n2: int, *, square: bool, workers: int, worker_memory: float) -> int:
-    """Tile edge B: about ``_TILES_PER_WORKER`` tiles per worker, capped by memory.
+def auto_tile(
+    n1: int, n2: int, *, square: bool, workers: int, worker_memory: float, gpu: bool = False
+) -> int:
+    """Tile edge B: about ``_TILES_PER_WORKER`` tiles per worker, capped by cache and memory.
 
     Args:
       n1, n2: Gram shape.
       square: only tiles i <= j are computed.
       workers: worker CPUs (or GPUs) running tiles at once.
       worker_memory: bytes of memory per worker.
+      gpu: tiles run on GPUs (cap 2048) rather than CPUs (cap 512, cache-sized).
 
     Returns:
-      B in [128, 2048] with ``B^2 * 128`` bytes within half of ``worker_memory``.
+      B in [128, cap] with ``B^2 * 128`` bytes within half of ``worker_memory``.
     """
     target = _TILES_PER_WORKER * workers
     t = 1
@@ -215,7 +221,8 @@ def auto_tile(n1: int, n2: int, *, square: bool, workers: int, worker_memory: fl
         t += 1
     b = math.ceil(n1 / t)
     b_mem = int(math.sqrt(0.5 * worker_memory / _BYTES_PER_ENTRY))
-    return int(max(_MIN_TILE, min(b, b_mem, _MAX_TILE)))
+    cap = _MAX_TILE_GPU if gpu else _MAX_TILE_CPU
+    return int(max(_MIN_TILE, min(b, b_mem, cap)))
 
 
 def _cluster_shape(resources: TileResources) -> tuple[int, float]:
@@ -235,24 +242,41 @@ def _tiles(n1: int, n2: int, b: int, square: bool) -> list[tuple[int, int]]:
 
 
 def _compute_tile(kernel: dict, x1, x2, b: int, i: int, j: int) -> dict:
-    """One tile: {kind: block}; runs in a Ray worker (pure compute)."""
+    """One tile: {kind: block}; runs in a Ray worker (pure compute).
+
+    A ragged edge tile is computed at the full tile shape, on inputs padded by repeating
+    their last row, and cut: every entry depends only on its own pair of inputs, so the
+    kept part is unchanged, and a worker compiles two tile shapes (square and cross
+    B x B) instead of up to four per Gram, for at most one extra row of tiles of work.
+    """
     import jax
 
     if x1.dtype == np.float64:
         jax.config.update("jax_enable_x64", True)
-    xa = x1[i * b : (i + 1) * b]
     diag = x2 is None and i == j
-    xb = None if diag else (x1 if x2 is None else x2)[j * b : (j + 1) * b]
+    xs2 = x1 if x2 is None else x2
+    xa, xb = x1[i * b : (i + 1) * b], None if diag else xs2[j * b : (j + 1) * b]
+    na, nb = len(xa), len(xa) if diag else len(xb)
+    xa = _pad_rows(xa, min(b, len(x1)))
+    xb = None if diag else _pad_rows(xb, min(b, len(xs2)))
     if kernel["kind"] == "analytic":
         from .kernels import fc_kernel
 
         args = {k: kernel[k] for k in ("depth", "activation", "sigma_w", "sigma_b", "get")}
         res = fc_kernel(xa, xb, tile=max(len(xa), 1) * 2, **args)
-        return {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
-    from .empirical import empirical_ntk, ntk_matrix
+        blocks = {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
+    else:
+        from .empirical import empirical_ntk, ntk_matrix
 
-    theta = empirical_ntk(kernel["model"], kernel["params"], xa, xb)
-    return {"ntk": np.asarray(ntk_matrix(theta))}
+        theta = empirical_ntk(kernel["model"], kernel["params"], xa, xb)
+        blocks = {"ntk": np.asarray(ntk_matrix(theta))}
+    k = next(iter(blocks.values())).shape[0] // len(xa)  # outputs per sample (sample-major)
+    return {name: v[: na * k, : nb * k] for name, v in blocks.items()}
+
+
+def _pad_rows(x, rows: int):
+    """x with its last row repeated up to ``rows`` rows."""
+    return np.pad(x, ((0, rows - len(x)), (0, 0)), mode="edge") if len(x) < rows else x
 
 
 def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_flight, progress):
@@ -287,7 +311,9 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
 
     ensure_ray()
     workers, memory = _cluster_shape(resources)
-    b = tile or auto_tile(n1, n2, square=square, workers=workers, worker_memory=memory)
+    b = tile or auto_tile(
+        n1, n2, square=square, workers=workers, worker_memory=memory, gpu=resources.num_gpus > 0
+    )
     tiles = _tiles(n1, n2, b, square)
     fingerprint = _fingerprint(x1, x2, kernel, b, k)
     sink = _MemorySink(shape, kinds, x1.dtype) if out is None else _DiskSink(

@@ -32,32 +32,42 @@ def _close(a, b):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=0, atol=atol(np.float64))
 
 
-# The full grid N in {1000, 1537} x tile in {128, 500} x {square, cross}, trimmed to four cases
-# that together cover every N, tile and shape (each case compiles ragged tile shapes per worker).
-@pytest.mark.parametrize(
-    "n, tile, square",
-    [(1000, 128, True), (1537, 500, True), (1537, 128, False), (1000, 500, False)],
-)
-def test_analytic_sharded_equals_single_process(ray_local, n, tile, square):
-    x1 = _x(n)
-    x2 = None if square else _x(1537 if n == 1000 else 1000, seed=1)
-    res = gram(x1, x2, tile=tile, **CFG)
+# Acceptance grid: N in {1000, 1537} x tile in {128, 500} x {square, cross} (the cross Gram
+# pairs N with the other size), analytic NNGP and NTK and the empirical NTK. Each case runs
+# both tiles against one single-process reference; ragged tiles are padded to the tile shape,
+# so the session's two Ray workers compile few shapes.
+GRID = [(n, square) for n in (1000, 1537) for square in (True, False)]
+TILES = (128, 500)
+
+
+def _pair(n, square, d):
+    return _x(n, d), None if square else _x(2537 - n, d, seed=1)
+
+
+@pytest.mark.parametrize("n, square", GRID)
+def test_analytic_sharded_equals_single_process(ray_local, n, square):
+    x1, x2 = _pair(n, square, d=8)
     ref = fc_kernel(x1, x2, **CFG)
-    _close(res.nngp, ref.nngp)
-    _close(res.ntk, ref.ntk)
-    t1, t2 = -(-n // tile), -(-(n if square else x2.shape[0]) // tile)
-    assert res.tiles_total == res.tiles_computed == (t1 * (t1 + 1) // 2 if square else t1 * t2)
+    for tile in TILES:
+        res = gram(x1, x2, tile=tile, **CFG)
+        _close(res.nngp, ref.nngp)
+        _close(res.ntk, ref.ntk)
+        t1, t2 = -(-n // tile), -(-(n if square else x2.shape[0]) // tile)
+        assert res.tiles_total == res.tiles_computed == (t1 * (t1 + 1) // 2 if square else t1 * t2)
 
 
-@pytest.mark.parametrize("out_dim, square", [(1, True), (2, False)])
-def test_empirical_sharded_equals_single_process(ray_local, out_dim, square):
-    # Smaller N than the analytic grid (empirical NTKs cost more); ragged: 300 = 2 * 128 + 44.
-    model = FCNetwork(widths=(32, 32), out_dim=out_dim, activation="erf", sigma_w=1.3, sigma_b=0.2)
-    params = model.init(jax.random.PRNGKey(0), 8, dtype=np.float64)
-    x1, x2 = _x(300), None if square else _x(170, seed=2)
-    res = empirical_gram(model, params, x1, x2, tile=128)
-    assert res.nngp is None
-    _close(res.ntk, ntk_matrix(empirical_ntk(model, params, x1, x2)))
+@pytest.mark.parametrize("n, square", GRID)
+def test_empirical_sharded_equals_single_process(ray_local, n, square):
+    # A tiny network (widths 16, d = 4) keeps the grid cheap; two outputs test the
+    # sample-major (N k, N k) layout.
+    model = FCNetwork(widths=(16, 16), out_dim=2, activation="erf", sigma_w=1.3, sigma_b=0.2)
+    params = model.init(jax.random.PRNGKey(0), 4, dtype=np.float64)
+    x1, x2 = _pair(n, square, d=4)
+    ref = ntk_matrix(empirical_ntk(model, params, x1, x2))
+    for tile in TILES:
+        res = empirical_gram(model, params, x1, x2, tile=tile)
+        assert res.nngp is None
+        _close(res.ntk, ref)
 
 
 def test_disk_backed_result_is_marked_complete(ray_local, tmp_path):
@@ -70,7 +80,8 @@ def test_disk_backed_result_is_marked_complete(ray_local, tmp_path):
 
 
 def test_auto_tile_balances_and_respects_memory():
-    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 2048
+    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 512
+    assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9, gpu=True) == 2048
     small = auto_tile(16384, 16384, square=True, workers=2, worker_memory=64e6)
     assert small**2 * gram_module._BYTES_PER_ENTRY <= 0.5 * 64e6
     assert auto_tile(100, 100, square=True, workers=8, worker_memory=8e9) == 128

@@ -5,7 +5,13 @@ import pytest
 from scipy.linalg import solve
 
 from ntk_dist import fc_kernel, kernel_regression
-from ntk_dist.solve import dense_solve, nystrom_factor, pcg, woodbury_preconditioner
+from ntk_dist.solve import (
+    dense_solve,
+    kernel_matvec,
+    nystrom_factor,
+    nystrom_preconditioner,
+    pcg,
+)
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 
@@ -25,6 +31,17 @@ def test_pcg_solves_spd_system_and_reports_residuals():
     np.testing.assert_allclose(a @ res.x, b, atol=1e-8)
 
 
+@pytest.mark.parametrize("block", [128, 1000])
+def test_symmetric_matvec_equals_dense_product(block):
+    # Blocks i <= j applied to both sides; ragged edge (N = 611 not a multiple of 128).
+    rng = np.random.default_rng(0)
+    x, v = rng.normal(size=(611, 6)), rng.normal(size=(611, 3))
+    kern = dict(get=("ntk",), **CFG)
+    want = np.asarray(fc_kernel(x, **kern).ntk) @ v
+    got = kernel_matvec(x, block_bytes=128 * block**2, **kern)(v)
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
+
+
 def test_preconditioner_cuts_iterations():
     # K + r I with a steep spectrum: a good low-rank preconditioner needs far fewer iterations.
     x = np.random.default_rng(0).normal(size=(400, 5))
@@ -33,10 +50,23 @@ def test_preconditioner_cuts_iterations():
     shift = 1e-4 * np.mean(np.diag(k))
     y = np.sin(x[:, 0])
     plain = pcg(lambda v: k @ v + shift * v, y, tol=1e-8, maxiter=2000)
-    pre = woodbury_preconditioner(nystrom_factor(x, 100, **kern), shift)
+    pre = nystrom_preconditioner(nystrom_factor(x, 100, **kern), shift)
     fast = pcg(lambda v: k @ v + shift * v, y, precond=pre, tol=1e-8, maxiter=2000)
     assert fast.converged and fast.iterations < plain.iterations / 2
     np.testing.assert_allclose(fast.x, solve(k + shift * np.eye(400), y), rtol=1e-5, atol=1e-6)
+
+
+def test_nystrom_preconditioner_with_all_landmarks_is_a_scaled_inverse():
+    # L L^T = K (to the rounding of K_mm^{-1}), so P^{-1} (K + r I) = (lam_min + r) I and one
+    # CG step solves the system.
+    x = np.random.default_rng(0).normal(size=(60, 4))
+    kern = dict(get=("ntk",), **CFG)
+    k = np.asarray(fc_kernel(x, **kern).ntk)
+    shift = 1e-3 * np.mean(np.diag(k))
+    pre = nystrom_preconditioner(nystrom_factor(x, 60, **kern), shift)
+    b = np.random.default_rng(1).normal(size=(60, 2))
+    res = pcg(lambda v: k @ v + shift * v, b, precond=pre, tol=1e-10)
+    assert res.converged and res.residuals[0] < 1e-6
 
 
 def test_nystrom_with_all_landmarks_is_exact():
