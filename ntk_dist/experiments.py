@@ -236,7 +236,9 @@ def run_experiment(spec: ExperimentSpec, out, *, progress: bool = True, echo=pri
             echo(f"resumed: {len(done)} of {len(jobs)} runs already stored")
         target = spec.training.learning_rate if spec.training.lr_units != "absolute" else np.nan
         bar = _progress(progress, len(jobs), len(jobs) - len(todo))
-        pending = submit_jobs(todo, resources=spec.resources.build()) if todo else []
+        resources = spec.resources.build()
+        batch = _max_batch(todo, resources)
+        pending = submit_jobs(todo, resources=resources, max_batch=batch) if todo else []
         try:
             while pending:
                 ready, pending = ray.wait(pending, num_returns=1)
@@ -260,6 +262,26 @@ def run_experiment(spec: ExperimentSpec, out, *, progress: bool = True, echo=pri
         runs = read_runs(out)
         write_table_atomic(reference(spec, runs), out / "reference.parquet")
         return runs
+
+
+def _max_batch(jobs: list[TrainJob], resources) -> int:
+    """Jobs per Ray task: each shape group split into two batches per task slot, so every
+    worker is busy and a killed run loses at most half a slot's share of the work."""
+    import ray
+
+    from .execute import DEFAULT_MAX_BATCH
+
+    if not jobs:
+        return DEFAULT_MAX_BATCH
+    have = ray.cluster_resources()
+    slots = have.get("CPU", 1.0) // resources.num_cpus
+    if resources.num_gpus:
+        slots = min(slots, have.get("GPU", 0.0) // resources.num_gpus)
+    groups: dict[tuple, int] = {}
+    for job in jobs:
+        groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
+    largest = max(groups.values())
+    return int(min(DEFAULT_MAX_BATCH, max(1, -(-largest // max(1, 2 * slots)))))
 
 
 REFERENCE_DOCS = {
