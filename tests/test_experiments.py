@@ -1,6 +1,7 @@
 """Fixed-grid experiments (science.md §6): specs, new engine records, physics at small size."""
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -97,7 +98,8 @@ def test_ensemble_matches_ntk_gp_and_resumes(ray_local, tmp_path):
         assert np.mean((ratio > 1 / 1.5) & (ratio < 1.5)) >= 0.9, ratio
     # Resume: keep 10 of the 24 stored runs; rerunning trains exactly the other 14.
     parts = sorted((tmp_path / "runs").glob("*.parquet"))
-    kept = pq.read_table(parts[0]).slice(0, 10)
+    assert len(parts) == 4  # 24 jobs, 2 task slots: two batches of 6 per slot
+    kept = pa.concat_tables([pq.read_table(p) for p in parts]).slice(0, 10)
     for part in parts:
         part.unlink()
     pq.write_table(kept, parts[0])
