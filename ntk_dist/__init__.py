@@ -6,12 +6,14 @@ loss 1/(2m) sum ||f - y||^2, sharpness = top eigenvalue of Theta_hat(X, X) / m).
 
 from .activations import Activation, get_activation
 from .boundaries import estimate_boundaries
+from .check import CheckReport, check_results
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
 from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
+from .numerics import NumericalWarning, float32_check
 from .phases import PHASES, label_runs
 from .plots import plot_catapult, plot_phase_diagram
 from .predict import (
@@ -38,12 +40,14 @@ __all__ = [
     "Activation",
     "BoundarySampler",
     "CatapultToy",
+    "CheckReport",
     "DataSpec",
     "Dataset",
     "FCNetwork",
     "GaussianPrediction",
     "GramResult",
     "Kernel",
+    "NumericalWarning",
     "PHASES",
     "RECORD_SCHEMA",
     "RUN_SCHEMA",
@@ -54,12 +58,14 @@ __all__ = [
     "TrainJob",
     "Trajectory",
     "append_runs",
+    "check_results",
     "critical_learning_rate",
     "empirical_gram",
     "empirical_ntk",
     "ensure_ray",
     "estimate_boundaries",
     "fc_kernel",
+    "float32_check",
     "get_activation",
     "gram",
     "grid_points",
