@@ -110,6 +110,11 @@ def test_lost_runs_of_a_complete_trial_and_a_wrong_schema(sweep_dir, tmp_path):
     assert "is COMPLETE but" in text and "are not in" in text
     assert "part-schema.parquet: missing columns ['phase']" in text
     assert "part-bad.parquet: unreadable Parquet" in text
+    (out / "runs" / "part-bad.parquet").unlink()
+    with pytest.raises(
+        ValueError, match=r"part-schema.parquet: lacks RUN_SCHEMA columns \['phase'\]"
+    ):
+        read_runs(out)  # never read with the column silently null
 
 
 def test_runs_that_do_not_match_their_trial(sweep_dir, tmp_path):
