@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint clean reproduce
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,17 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+
+# The seed studies of science.md §6 at full size, then the report (README "Reproductions").
+# Each run resumes when repeated; REPRO=dir puts them elsewhere.
+REPRO       ?= results/reproduce
+REPRODUCE   := finite_vs_infinite ensemble ntk_convergence width_scaling_fc width_scaling_toy \
+               catapult_toy relu_fc
+reproduce: $(STAMP)
+	for s in $(REPRODUCE); do \
+	  $(PY) -m ntk_dist run sweeps/$$s.yaml --out $(REPRO)/$$s || exit 1; \
+	done
+	$(PY) -m ntk_dist report $(REPRO)
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

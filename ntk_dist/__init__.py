@@ -10,6 +10,7 @@ from .check import CheckReport, check_results
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
+from .experiments import ExperimentSpec, run_experiment
 from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
@@ -43,6 +44,7 @@ __all__ = [
     "CheckReport",
     "DataSpec",
     "Dataset",
+    "ExperimentSpec",
     "FCNetwork",
     "GaussianPrediction",
     "GramResult",
@@ -88,6 +90,7 @@ __all__ = [
     "plot_phase_diagram",
     "read_runs",
     "record_schedule",
+    "run_experiment",
     "run_jobs",
     "run_sweep",
     "sharpness",

@@ -19,6 +19,12 @@ Data sets (``DataSpec.name``):
   optional extra ``data``); pixels / 16 as inputs (d = 64), one-hot targets (k = 10),
   a seeded random subsample split into train and test.
 
+``test_grid=True`` replaces the random test inputs by a deterministic grid (noise-free
+targets), for plotting functions and kernels along a curve: ``"cubic"``: ``n_test``
+equally spaced points on [0, 1]; ``"product"`` with d = 2: the unit circle
+x = (cos g, sin g) at g_i = 2 pi i / n_test wrapped into [-pi, pi), so that
+x_test[0] = (1, 0) (science.md §6.3's x0).
+
 ``standardise=True`` centres and scales each input feature by the training set's
 mean and standard deviation (features with zero spread are only centred).
 """
@@ -50,6 +56,8 @@ class DataSpec:
       noise: standard deviation of the Gaussian label noise on training targets (>= 0).
       seed: data seed (>= 0), independent of the network seed.
       standardise: centre/scale input features by training statistics.
+      test_grid: deterministic test inputs (module docstring; ``"cubic"`` and 2-d
+        ``"product"`` only).
       target: the label y of ``"single"`` (ignored otherwise).
       teacher_width, teacher_depth, teacher_activation: the ``"teacher"`` network.
     """
@@ -65,6 +73,7 @@ class DataSpec:
     teacher_width: int = 64
     teacher_depth: int = 1
     teacher_activation: str = "erf"
+    test_grid: bool = False
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -84,6 +93,8 @@ class DataSpec:
         _validate.choice(self.teacher_activation, "data.teacher_activation", TEACHER_ACTIVATIONS)
         if not isinstance(self.standardise, bool):
             raise ValueError(f"data.standardise must be True or False, got {self.standardise!r}")
+        if not isinstance(self.test_grid, bool):
+            raise ValueError(f"data.test_grid must be True or False, got {self.test_grid!r}")
         self._check_name_constraints()
 
     def _check_name_constraints(self):
@@ -107,6 +118,13 @@ class DataSpec:
                     f"data.n_train + data.n_test must be <= {_DIGITS_SIZE} for 'digits', got "
                     f"{self.n_train} + {self.n_test}"
                 )
+        if self.test_grid and not (
+            self.name == "cubic" or (self.name == "product" and self.dim == 2)
+        ):
+            raise ValueError(
+                "data.test_grid is only defined for 'cubic' and for 'product' with dim=2, got "
+                f"name={self.name!r}, dim={self.dim}; set test_grid: false"
+            )
 
     @property
     def out_dim(self) -> int:
@@ -149,12 +167,14 @@ def _load(spec: DataSpec) -> Dataset:
     x, y = _GENERATORS[spec.name](spec, rng, n)
     y_train = y[: spec.n_train] + spec.noise * rng.standard_normal(y[: spec.n_train].shape)
     x_train, x_test = x[: spec.n_train], x[spec.n_train :]
+    y_test = y[spec.n_train :]
+    if spec.test_grid:
+        x_test, y_test = _GRIDS[spec.name](spec.n_test)
     if spec.standardise:
         mean = x_train.mean(axis=0)
         std = x_train.std(axis=0)
         std = np.where(std > 0, std, 1.0)
         x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
-    y_test = y[spec.n_train :]
     arrays = [np.array(a, dtype=np.float64) for a in (x_train, y_train, x_test, y_test)]
     for a in arrays:
         a.setflags(write=False)
@@ -216,6 +236,19 @@ def _digits(spec, rng, n):
     y = np.eye(_DIGITS_CLASSES)[bunch.target[idx]]
     return x, y
 
+
+def _cubic_grid(n):
+    x = np.linspace(0.0, 1.0, n)[:, None]
+    return x, x**3
+
+
+def _circle_grid(n):
+    g = (2 * np.pi * np.arange(n) / max(n, 1) + np.pi) % (2 * np.pi) - np.pi
+    x = np.stack([np.cos(g), np.sin(g)], axis=1)
+    return x, (x[:, 0] * x[:, 1])[:, None]
+
+
+_GRIDS = {"cubic": _cubic_grid, "product": _circle_grid}
 
 _GENERATORS = {
     "gaussian": _gaussian,

@@ -119,6 +119,14 @@ COLUMNS: tuple[Column, ...] = (
         "output units",
         "f(x_test) per record step, (n_test, k) row-major",
     ),
+    Column(
+        "test_ntk",
+        pa.list_(pa.list_(_F)),
+        True,
+        "",
+        "Theta_hat(x_test[0], x_test) per record step, (n_test, k, k) row-major "
+        "(null unless TrainJob.test_ntk)",
+    ),
 )
 
 RECORD_SCHEMA = pa.schema(

@@ -96,6 +96,7 @@ class DataSection(_Section):
     seed: Seed = 0
     standardise: bool = False
     target: Annotated[float, Field(allow_inf_nan=False)] = 0.0
+    test_grid: bool = False
 
     @field_validator("name")
     @classmethod
@@ -251,20 +252,26 @@ class SweepSpec(_Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def parse_spec(data, source: str = "<spec>") -> SweepSpec:
-    """Validate a mapping as a :class:`SweepSpec`; errors name ``source`` and the field."""
+def parse_spec(data, source: str = "<spec>"):
+    """Validate a mapping as a :class:`SweepSpec`, or as an
+    :class:`ntk_dist.experiments.ExperimentSpec` when it has an ``experiment`` key;
+    errors name ``source`` and the field."""
     if not isinstance(data, dict):
         raise ValueError(f"{source}: a sweep spec must be a mapping, got {type(data).__name__}")
+    model = SweepSpec
+    if "experiment" in data:
+        from .experiments import ExperimentSpec as model
     try:
-        return SweepSpec.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as err:
         raise ValueError(_describe(err, source)) from None
     except ValueError as err:  # raised inside a builder (activation, widths ...)
         raise ValueError(f"{source}: {err}") from None
 
 
-def load_spec(path) -> SweepSpec:
-    """Read and validate a YAML sweep spec (``yaml.safe_load``: no code is executed)."""
+def load_spec(path):
+    """Read and validate a YAML sweep or experiment spec (``yaml.safe_load``: no code is
+    executed); see :func:`parse_spec`."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"spec file not found: {path} (give the path of a YAML sweep spec)")

@@ -50,6 +50,30 @@ RUN_SCHEMA = pa.schema(
 )
 
 
+def add_run_columns(table: pa.Table, **columns) -> pa.Table:
+    """Training records (RECORD_SCHEMA) plus the sweep columns given by name (one value
+    per row) and the software versions of this process: a table for :func:`append_runs`.
+
+    ``run_key`` defaults to the records' ``tag``.
+    """
+    from .cli.version import versions
+
+    rows = table.num_rows
+    vers = versions()
+    columns.setdefault("run_key", table.column("tag").to_pylist())
+    columns.update(
+        {f"{name}_version": [vers[name]] * rows for name in ("ntk_dist", "jax", "ray", "optuna")}
+    )
+    columns["platform"] = [vers["platform"]] * rows
+    for name in RUN_SCHEMA.names[len(RECORD_SCHEMA) :]:
+        values = columns[name]
+        values = values if isinstance(values, list) else [values] * rows
+        table = table.append_column(
+            RUN_SCHEMA.field(name), pa.array(values, RUN_SCHEMA.field(name).type)
+        )
+    return table
+
+
 def schema_markdown(schema: pa.Schema = RUN_SCHEMA) -> str:
     """A Markdown table of ``schema``: column, Arrow type, nullable, meaning (README)."""
     lines = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]

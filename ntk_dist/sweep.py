@@ -39,12 +39,11 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from .boundaries import estimate_boundaries
-from .cli.version import versions
 from .execute import plan_batches, submit_jobs
 from .phases import PHASE_CODES, label_runs, step_budget
 from .search import ETA_PARAM, WIDTH_PARAM, grid_points, make_sampler
 from .spec import SweepSpec
-from .store import RUN_SCHEMA, append_runs, read_runs, write_table_atomic, write_text_atomic
+from .store import add_run_columns, append_runs, read_runs, write_table_atomic, write_text_atomic
 from .train import TrainJob
 
 
@@ -127,6 +126,15 @@ def describe_plan(spec: SweepSpec) -> str:
         f"  estimated cost: {cost:.3g} width-steps",
     ]
     return "\n".join(lines)
+
+
+def plan_text(spec) -> str:
+    """:func:`describe_plan` of a sweep, or of an experiment spec."""
+    if isinstance(spec, SweepSpec):
+        return describe_plan(spec)
+    from .experiments import describe_plan as describe_experiment
+
+    return describe_experiment(spec)
 
 
 def prepare_output(spec: SweepSpec, out: Path, *, resume: bool = False) -> None:
@@ -351,7 +359,6 @@ def _next_round(spec: SweepSpec, study: optuna.Study):
 def _train_round(spec, study, trials, out: Path, done: set, bar) -> int:
     import ray
 
-    vers = versions()
     meta = {}
     jobs = []
     for trial in trials:
@@ -367,24 +374,15 @@ def _train_round(spec, study, trials, out: Path, done: set, bar) -> int:
         table = ray.get(ready[0])
         rows = table.num_rows
         keys = table.column("tag").to_pylist()
-        extra = {
-            "sweep": [spec.name] * rows,
-            "spec_hash": [spec.spec_hash()] * rows,
-            "run_key": keys,
-            "trial": [meta[k][0] for k in keys],
-            "round": [meta[k][1] for k in keys],
-            "target_eta_lambda0": [meta[k][2] for k in keys],
-            "phase": label_runs(table).to_pylist(),
-            "ntk_dist_version": [vers["ntk_dist"]] * rows,
-            "jax_version": [vers["jax"]] * rows,
-            "ray_version": [vers["ray"]] * rows,
-            "optuna_version": [vers["optuna"]] * rows,
-            "platform": [vers["platform"]] * rows,
-        }
-        for name, values in extra.items():
-            table = table.append_column(
-                RUN_SCHEMA.field(name), pa.array(values, RUN_SCHEMA.field(name).type)
-            )
+        table = add_run_columns(
+            table,
+            sweep=spec.name,
+            spec_hash=spec.spec_hash(),
+            trial=[meta[k][0] for k in keys],
+            round=[meta[k][1] for k in keys],
+            target_eta_lambda0=[meta[k][2] for k in keys],
+            phase=label_runs(table).to_pylist(),
+        )
         append_runs(out, table)
         done.update(keys)
         new += rows

@@ -100,6 +100,9 @@ class TrainJob:
       probe_points: record Theta_hat(P, P) on the first ``probe_points`` training
         inputs at each record step (0: off).
       predict_test: record f(x_test) at each record step (needs test data).
+      test_ntk: record the row Theta_hat(x_test[0], x_test) at each record step (needs
+        test data; science.md §6.3 with x_test[0] = x0). Cost per record step: the
+        structured empirical NTK of 1 x n_test points (FCNetwork), O(n_test k^2 n L).
       linearised: train the linearised twin and record ``sup_lin_gap``.
       dtype: ``"float32"`` or ``"float64"`` for parameters, data and arithmetic. The
         initial parameters are drawn in float32 and cast, so a seed gives the same
@@ -122,6 +125,7 @@ class TrainJob:
     record: tuple[int, ...] | None = None
     probe_points: int = 0
     predict_test: bool = False
+    test_ntk: bool = False
     linearised: bool = False
     dtype: str = "float64"
     sharpness_method: str = "auto"
@@ -164,6 +168,8 @@ class TrainJob:
             )
         if self.predict_test and self.data.n_test == 0:
             raise ValueError("predict_test=True needs test data: set data.n_test >= 1")
+        if self.test_ntk and self.data.n_test == 0:
+            raise ValueError("test_ntk=True needs test data: set data.n_test >= 1")
         set_(
             self,
             "divergence_factor",
@@ -233,6 +239,7 @@ class TrainJob:
             self.lr_units,
             self.probe_points,
             self.predict_test,
+            self.test_ntk,
             self.linearised,
             self.dtype,
             self.sharpness_method,
@@ -249,6 +256,7 @@ class _Static(NamedTuple):
     lr_in_lambda0: bool
     probe_points: int
     predict_test: bool
+    test_ntk: bool
     linearised: bool
     sharpness_method: str
     width: int
@@ -375,11 +383,18 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
             out["test_loss"] = _half_mse(apply(p, xt), yt)
         if cfg.predict_test:
             out["test_pred"] = apply(p, xt).ravel()
+        if cfg.test_ntk:
+            out["test_ntk"] = empirical_ntk(model, p, xt[:1], xt).ravel()
         if cfg.probe_points:
             out["probe_ntk"] = empirical_ntk(model, p, x[: cfg.probe_points]).ravel()
         return {name: jnp.where(dead, nan, v) for name, v in out.items()}
 
-    zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
+    # Only heavy-ball momentum has a velocity; gd/sgd carry an empty tree, which saves a
+    # parameter-sized buffer (1.2 GB for a width-10000 depth-4 network in float32).
+    if cfg.optimizer == "momentum":
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
+    else:
+        zeros = ()
     state = {
         "params": params0,
         "vel": zeros,
@@ -480,6 +495,7 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
         lr_in_lambda0=head.lr_units == "lambda0",
         probe_points=head.probe_points,
         predict_test=head.predict_test,
+        test_ntk=head.test_ntk,
         linearised=head.linearised,
         sharpness_method=head.sharpness_method,
         width=head.width,
@@ -560,6 +576,7 @@ def _to_table(jobs, summary, records, wall) -> pa.Table:
         "lambda_t": lists(records["lambda_t"]),
         "probe_ntk": nested(records["probe_ntk"]) if head.probe_points else [None] * n,
         "test_pred": nested(records["test_pred"]) if head.predict_test else [None] * n,
+        "test_ntk": nested(records["test_ntk"]) if head.test_ntk else [None] * n,
     }
     return pa.Table.from_pydict(cols, schema=RECORD_SCHEMA)
 

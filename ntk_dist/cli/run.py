@@ -1,4 +1,4 @@
-"""``ntk-dist run SPEC``: run or resume a phase sweep from a YAML spec (README.md)."""
+"""``ntk-dist run SPEC``: run or resume a phase sweep or an experiment from a YAML spec."""
 
 from __future__ import annotations
 
@@ -17,18 +17,24 @@ def _quiet(verbose: bool) -> None:
 
 def _run(args) -> int:
     _quiet(args.verbose)
+    from ..experiments import ExperimentSpec, run_experiment
     from ..runtime import ensure_ray
     from ..spec import load_spec
-    from ..sweep import describe_plan, output_dir, prepare_output, run_sweep, summary_table
+    from ..sweep import output_dir, plan_text, prepare_output, run_sweep, summary_table
 
     spec = load_spec(args.spec)
     out = output_dir(spec, args.out)
     if args.dry_run:
-        print(describe_plan(spec))
+        print(plan_text(spec))
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
     prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
     ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
+    if isinstance(spec, ExperimentSpec):
+        runs = run_experiment(spec, out, progress=not args.no_progress)
+        print(f"{runs.num_rows} runs in {out / 'runs'}; reference: {out / 'reference.parquet'}")
+        print(f"draw the figures with: ntk-dist report {out}")
+        return 0
     result = run_sweep(spec, out, resume=args.resume, progress=not args.no_progress)
     print(f"{result.runs.num_rows} runs ({result.new_runs} new) in {out / 'runs'}")
     print(summary_table(result.boundaries))

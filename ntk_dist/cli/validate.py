@@ -33,13 +33,13 @@ def _float32_line(spec) -> str:
 
 
 def _validate(args) -> int:
-    from ..spec import load_spec
-    from ..sweep import describe_plan
+    from ..spec import SweepSpec, load_spec
+    from ..sweep import plan_text
 
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid")
-    print(describe_plan(spec))
-    if spec.training.dtype == "float32":
+    print(plan_text(spec))
+    if isinstance(spec, SweepSpec) and spec.training.dtype == "float32":
         print(_float32_line(spec))
     return 0
 
