@@ -446,8 +446,8 @@ def _check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) 
     cutoff = eigs.size * np.finfo(eigs.dtype).eps * max(abs(eigs).max(), 1e-300)
     if eigs.min() <= cutoff:
         raise ValueError(
-            f"{name} is singular (smallest eigenvalue {eigs.min():.3g}), so t = inf has no "
-            "unique limit; pass diag_reg > 0 (e.g. 1e-8) or finite times"
+            f"{name} is singular or indefinite (smallest eigenvalue {eigs.min():.3g}), so t = inf "
+            "has no unique limit; pass diag_reg > 0 (e.g. 1e-8) or finite times"
         )
     if dynamics == "gd" and lr_eff * eigs.max() >= 2:
         raise ValueError(

@@ -25,7 +25,9 @@ from ntk_dist.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 BASES = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "sweeps").glob("*.yaml"))]
-SETTINGS = dict(deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+SETTINGS = dict(
+    deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 COUNTS = {"accepted": 0, "rejected": 0}
 
 scalars = (
