@@ -153,8 +153,8 @@ class TrainingSection(_Section):
     def _batch_size_matches_optimizer(self):
         if self.optimizer == "gd" and self.batch_size is not None:
             raise ValueError("batch_size must be unset for optimizer gd (full batch); use sgd")
-        if self.optimizer != "gd" and self.batch_size is None:
-            raise ValueError(f"optimizer {self.optimizer} needs batch_size; or use gd")
+        if self.optimizer == "sgd" and self.batch_size is None:
+            raise ValueError("optimizer sgd needs batch_size; or use gd")
         return self
 
 
@@ -298,7 +298,7 @@ def _describe(err: ValidationError, source: str) -> str:
                 loc += f".{part}" if loc else str(part)
             elif e["type"] == "extra_forbidden":  # an unknown key that is no identifier
                 loc += f"[{part!r}]"
-        msg = e["msg"].replace("Input should", "should")
+        msg = e["msg"].replace("Input should", "should").removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in README.md)"
         elif e["type"] == "missing":
@@ -313,7 +313,7 @@ def _describe(err: ValidationError, source: str) -> str:
             msgs.append(msg)
     return "\n".join(
         # A rule across sections (loc <root>) names its fields itself; its input is the spec.
-        f"{source}: {' or '.join(msgs).removeprefix('Value error, ')}"
+        f"{source}: {' or '.join(msgs)}"
         if loc == "<root>" and isinstance(value, dict)
         else f"{source}: {loc}: {' or '.join(msgs)}"
         + ("" if msgs == ["required field is missing"] else f", got {value!r}")
