@@ -16,6 +16,7 @@ from .analysis import (
     width_scaling,
 )
 from .boundaries import estimate_boundaries
+from .check import CheckReport, check_results
 from .data import Dataset, DataSpec, load
 from .empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from .execute import Resources, plan_batches, run_jobs, submit_jobs
@@ -23,6 +24,7 @@ from .experiments import ExperimentSpec, run_experiment
 from .gram import GramResult, TileResources, empirical_gram, gram
 from .kernels import Kernel, fc_kernel
 from .networks import CatapultToy, FCNetwork, param_count
+from .numerics import NumericalWarning, float32_check
 from .phases import PHASES, label_runs
 from .plots import plot_catapult, plot_phase_diagram
 from .predict import (
@@ -49,6 +51,7 @@ __all__ = [
     "Activation",
     "BoundarySampler",
     "CatapultToy",
+    "CheckReport",
     "DataSpec",
     "Dataset",
     "ExperimentSpec",
@@ -57,6 +60,7 @@ __all__ = [
     "GaussianPrediction",
     "GramResult",
     "Kernel",
+    "NumericalWarning",
     "PHASES",
     "PowerLaw",
     "RECORD_SCHEMA",
@@ -70,6 +74,7 @@ __all__ = [
     "WidthScaling",
     "append_runs",
     "compare_to_gp",
+    "check_results",
     "critical_learning_rate",
     "empirical_gram",
     "empirical_ntk",
@@ -78,6 +83,7 @@ __all__ = [
     "estimate_boundaries",
     "fc_kernel",
     "fit_power_law",
+    "float32_check",
     "get_activation",
     "gram",
     "grid_points",

@@ -32,6 +32,13 @@ so one value suits kernels of any scale (neural-tangents' ``diag_reg`` with
 ``diag_reg_absolute_scale=False``). It changes the dynamics it regularises: leave
 it at 0 to reproduce gradient descent exactly, and raise it (1e-10 .. 1e-4) when a
 t = inf prediction reports a singular kernel.
+
+Singular kernels (duplicated or nearly collinear inputs): where a solve is needed (the
+NNGP posterior; the NTK-GP and linearised predictions at t = inf) and the kernel's
+condition number exceeds 1 / sqrt(eps) of its dtype (``ntk_dist.numerics``),
+the smallest regulariser that fixes it is added on top of ``diag_reg`` and a
+:class:`ntk_dist.NumericalWarning` says so (with advice to use float64 for a float32
+kernel), so the result is finite, never NaN (``ntk_dist.numerics``).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import cho_factor, cho_solve, solve_triangular
 
-from . import _validate
+from . import _validate, numerics
 
 #: ``dynamics`` values: continuous gradient flow or discrete gradient descent.
 DYNAMICS = ("flow", "gd")
@@ -176,7 +183,22 @@ def nngp_posterior(
     n = k_tx.shape[0]
     k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
 
-    factored, mean, cov = _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg)
+    factored, mean, cov, pivots = _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg)
+    # diag(L)^2 of the Cholesky factor lies within A's eigenvalue range: a cheap lower
+    # bound on cond(A) (NaN when the factorisation failed).
+    lam = np.asarray(pivots)
+    dtype = lam.dtype
+    if not factored or numerics.ill_conditioned(lam.min(), lam.max(), dtype):
+        mean_diag = float(np.trace(np.asarray(k_train))) / m
+        r = numerics.jitter(m * (mean_diag * (1 + diag_reg) + noise_var), dtype)
+        for extra in (r, 10 * r, 100 * r) if mean_diag > 0 else ():
+            factored, mean, cov, _ = _nngp_core(
+                k_train, k_tx, k_tt, y, noise_var, diag_reg + extra / mean_diag
+            )
+            if factored:
+                cond = numerics.condition(lam.min(), lam.max())
+                numerics.warn_regularised("k_train", cond, extra, mean_diag, dtype)
+                break
     if not factored:
         raise ValueError(
             "k_train + noise_var * I is not positive definite; pass noise_var > 0 or diag_reg > 0"
@@ -191,7 +213,8 @@ def _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg):
     chol = cho_factor(a, lower=True)
     mean = k_tx @ cho_solve(chol, y)
     half = solve_triangular(chol[0], k_tx.T, lower=True)  # L^{-1} K(X, x*), (m, N)
-    return jnp.all(jnp.isfinite(chol[0])), mean, _symmetrise(k_tt - half.T @ half)
+    pivots = jnp.diagonal(chol[0]) ** 2
+    return jnp.all(jnp.isfinite(chol[0])), mean, _symmetrise(k_tt - half.T @ half), pivots
 
 
 def ntk_gp(
@@ -256,10 +279,12 @@ def ntk_gp(
     k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
     times = _times(ts, dynamics)
 
-    eigs, mean, cov = _ntk_gp_core(
-        theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m, diag_reg, dynamics
-    )
+    args = (theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m)
+    eigs, mean, cov = _ntk_gp_core(*args, diag_reg, dynamics)
     if np.any(np.isinf(times)):
+        extra = _inf_regulariser(np.asarray(eigs), theta, "theta_train")
+        if extra:
+            eigs, mean, cov = _ntk_gp_core(*args, diag_reg + extra, dynamics)
         _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
     shape = np.shape(ts)
     return GaussianPrediction(
@@ -345,10 +370,12 @@ def linearized_predict(
         f0_t = _matrix(f0_test, "f0_test", rows=theta_tx.shape[0] // k, cols=k)
     times = _times(ts, dynamics)
 
-    eigs, train, test = _linearized_core(
-        theta, f0, y, theta_tx, f0_t, times, lr / m, diag_reg, dynamics
-    )
+    args = (theta, f0, y, theta_tx, f0_t, times, lr / m)
+    eigs, train, test = _linearized_core(*args, diag_reg, dynamics)
     if np.any(np.isinf(times)):
+        extra = _inf_regulariser(np.asarray(eigs), theta, "theta_train")
+        if extra:
+            eigs, train, test = _linearized_core(*args, diag_reg + extra, dynamics)
         _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
     shape = np.shape(ts)
     train = train.reshape(shape + (m, k))
@@ -399,13 +426,28 @@ def _decay(eigs, times, lr_eff, dynamics: str):
     return (1.0 - one_minus).astype(dtype), ratio.astype(dtype)
 
 
+def _inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
+    """Extra relative diag_reg that makes ``theta`` well conditioned for t = inf, with a
+    :class:`NumericalWarning`; 0 when it already is, or when it is indefinite beyond
+    rounding (then :func:`_check_converges` refuses it)."""
+    lam_min, lam_max = float(eigs.min()), float(eigs.max())
+    if not numerics.ill_conditioned(lam_min, lam_max, eigs.dtype):
+        return 0.0
+    mean_diag = float(np.trace(np.asarray(theta))) / eigs.size
+    r = numerics.jitter(eigs.sum(), eigs.dtype)
+    if mean_diag <= 0 or lam_min < -r:
+        return 0.0
+    numerics.warn_regularised(name, numerics.condition(lam_min, lam_max), r, mean_diag, eigs.dtype)
+    return r / mean_diag
+
+
 def _check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) -> None:
     # Numerical rank cut-off as in numpy.linalg.matrix_rank.
     cutoff = eigs.size * np.finfo(eigs.dtype).eps * max(abs(eigs).max(), 1e-300)
     if eigs.min() <= cutoff:
         raise ValueError(
-            f"{name} is singular (smallest eigenvalue {eigs.min():.3g}), so t = inf has no "
-            "unique limit; pass diag_reg > 0 (e.g. 1e-8) or finite times"
+            f"{name} is singular or indefinite (smallest eigenvalue {eigs.min():.3g}), so t = inf "
+            "has no unique limit; pass diag_reg > 0 (e.g. 1e-8) or finite times"
         )
     if dynamics == "gd" and lr_eff * eigs.max() >= 2:
         raise ValueError(

@@ -1,8 +1,11 @@
 """Starting and joining Ray, safely by default.
 
 The local default is an embedded Ray instance bound to 127.0.0.1 with the
-dashboard off and Ray's token authentication left on (its default since 2.5x).
-Nothing listens on another address. Ray binds its gRPC servers (GCS, raylet,
+dashboard off and Ray's token authentication on. Nothing listens on another address.
+Token authentication (Ray >= 2.52; the default for local instances from 2.59) is
+turned on explicitly, ``RAY_AUTH_MODE=token`` for this process and the ones Ray
+starts, even when the environment says ``RAY_AUTH_MODE=disabled``; Ray generates the
+token in ``~/.ray/auth_token`` on first use. Ray binds its gRPC servers (GCS, raylet,
 workers, agents) to loopback only when it treats the node as local-only, which
 it decides from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``; Ray reads that variable
 once, when it is imported, so :func:`ensure_ray` sets both the variable (for the
@@ -47,6 +50,7 @@ def ensure_ray(
         return False
     if address is None:
         _loopback_only()
+        _token_auth()
     level = logging.INFO if verbose else logging.WARNING
     common = dict(log_to_driver=verbose, logging_level=level, configure_logging=True)
     if address is not None:
@@ -71,3 +75,12 @@ def _loopback_only() -> None:
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _token_auth() -> None:
+    """Turn on Ray's token authentication for a new local instance (module docstring)."""
+    try:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+    except ImportError:  # Ray < 2.52 has no token authentication
+        return
+    _enable_token_auth()  # sets RAY_AUTH_MODE=token and reloads Ray's cached config

@@ -39,7 +39,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _validate
+from . import _validate, numerics
 from .gram import _BYTES_PER_ENTRY, _tiles
 from .kernels import fc_kernel
 
@@ -293,7 +293,8 @@ def kernel_regression(
     if method == "auto":
         method = "dense" if x.shape[0] <= DENSE_MAX else "cg"
     if method == "dense":
-        alpha = dense_solve(np.asarray(getattr(fc_kernel(x, **kernel), kind)), y, shift)
+        k = getattr(fc_kernel(x, **kernel), kind)
+        alpha = dense_solve(np.asarray(k), y, shift, dtype=k.dtype)
         iterations, residuals = 0, np.zeros(0)
         residual = float("nan")
     else:
@@ -316,22 +317,46 @@ def kernel_regression(
     return Regression(mean, alpha, method, iterations, residual, residuals)
 
 
-def dense_solve(k, y, shift: float = 0.0) -> np.ndarray:
-    """(K + shift I)^{-1} y by Cholesky; eigh with eigenvalues clipped at shift if not PD.
+def dense_solve(k, y, shift: float = 0.0, *, dtype=np.float64) -> np.ndarray:
+    """(K + shift I)^{-1} y by Cholesky, regularised when K + shift I is ill-conditioned.
+
+    When the factorisation fails or cond(K + shift I) exceeds 1 / sqrt(eps(dtype))
+    (duplicated or nearly collinear inputs, ``ntk_dist.numerics``), the
+    regulariser of ``ntk_dist.numerics`` is added and a ``NumericalWarning`` issued.
+    The condition number is estimated from the Cholesky pivots (a lower bound).
 
     Args:
       k: symmetric (N, N). y: (N, m). shift: ridge >= 0.
+      dtype: the dtype K was computed in; a float32 kernel held in float64 still has
+        float32 rounding, so its epsilon sets the rule.
 
     Returns:
-      alpha, shape (N, m), float64. Cost O(N^3 / 3) (Cholesky) or O(N^3) (eigh).
+      alpha, shape (N, m), float64. Cost O(N^3 / 3) per factorisation (at most four).
+
+    Raises:
+      ValueError: K is indefinite beyond rounding (no small regulariser factors it).
     """
     from scipy.linalg import LinAlgError, cho_factor, cho_solve
 
     a = np.array(k, dtype=np.float64)
-    a[np.diag_indices_from(a)] += shift
-    try:
-        return cho_solve(cho_factor(a, lower=True, overwrite_a=True), y)
-    except LinAlgError:
-        w, v = np.linalg.eigh(np.asarray(k, dtype=np.float64))
-        w = np.maximum(w + shift, max(shift, np.finfo(np.float64).eps * w.max()))
-        return v @ ((v.T @ y) / w[:, None])
+    n = a.shape[0]
+    mean_diag = np.trace(a) / n
+    r = numerics.jitter(np.trace(a) + n * shift, dtype)
+    cond = float("inf")
+    for extra in (0.0, r, 10 * r, 100 * r):
+        try:
+            factor = cho_factor(a + (shift + extra) * np.eye(n), lower=True)
+        except LinAlgError:
+            continue
+        pivots = np.diag(factor[0]) ** 2
+        if extra == 0.0:
+            cond = numerics.condition(pivots.min(), pivots.max())
+            if numerics.ill_conditioned(pivots.min(), pivots.max(), dtype):
+                continue
+        else:
+            numerics.warn_regularised("K(x_train, x_train)", cond, extra, mean_diag, dtype)
+        return cho_solve(factor, y)
+    raise ValueError(
+        "K(x_train, x_train) is not positive semi-definite (Cholesky fails even with a "
+        "regulariser); check the kernel and its arguments"
+    )

@@ -31,9 +31,15 @@ from .execute import Resources
 from .networks import CatapultToy, FCNetwork
 from .search import SAMPLERS
 
-PosInt = Annotated[int, Field(gt=0, strict=True)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+#: Upper bounds: far beyond any real sweep, they keep every count an int64 (Parquet) and
+#: turn a typo (``n_trials: 1e12``) into an error naming the field instead of a hang.
+MAX_WIDTH, MAX_STEPS, MAX_COUNT, MAX_SEED = 2**30, 10**9, 10**6, 2**32 - 1
+
+PosInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
+PosFloat = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
+NonNegFloat = Annotated[float, Field(ge=0, lt=1e12, allow_inf_nan=False)]
+Steps = Annotated[int, Field(gt=0, le=MAX_STEPS, strict=True)]
+Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
 
 
 class _Section(BaseModel):
@@ -53,8 +59,10 @@ class ModelSection(_Section):
     """
 
     kind: Literal["toy", "fc"]
-    widths: list[PosInt] = Field(min_length=1)
-    depth: PosInt = 2
+    widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH, strict=True)]] = Field(
+        min_length=1, max_length=1024
+    )
+    depth: Annotated[int, Field(gt=0, le=1024, strict=True)] = 2
     activation: str = "relu"
     sigma_w: PosFloat = 1.4142135623730951
     sigma_b: NonNegFloat = 0.0
@@ -82,12 +90,12 @@ class DataSection(_Section):
 
     name: str = "single"
     n_train: PosInt = 1
-    n_test: Annotated[int, Field(ge=0, strict=True)] = 0
+    n_test: Annotated[int, Field(ge=0, le=MAX_COUNT, strict=True)] = 0
     dim: PosInt = 1
     noise: NonNegFloat = 0.0
-    seed: Annotated[int, Field(ge=0, strict=True)] = 0
+    seed: Seed = 0
     standardise: bool = False
-    target: float = 0.0
+    target: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     test_grid: bool = False
 
     @field_validator("name")
@@ -97,6 +105,11 @@ class DataSection(_Section):
             raise ValueError(f"unknown dataset {v!r}; expected one of {', '.join(DATASETS)}")
         return v
 
+    @model_validator(mode="after")
+    def _buildable(self):
+        self.build()  # the data set's own rules ("single" is one point, ...)
+        return self
+
     def build(self) -> DataSpec:
         return DataSpec(**self.model_dump())
 
@@ -105,10 +118,16 @@ class BudgetSection(_Section):
     """Step budget rule T = base + scale ln(n) / min|eta lambda0 - edge| (science.md §5),
     rounded up to base * 2^k and capped (see ``ntk_dist.phases.step_budget``)."""
 
-    base: PosInt = 64
+    base: Steps = 64
     scale: PosFloat = 4.0
-    cap: PosInt = 4096
+    cap: Steps = 4096
     eta_max: PosFloat = 4.0
+
+    @model_validator(mode="after")
+    def _cap_above_base(self):
+        if self.cap < self.base:
+            raise ValueError(f"cap must be >= base, got cap={self.cap}, base={self.base}")
+        return self
 
 
 class TrainingSection(_Section):
@@ -124,11 +143,19 @@ class TrainingSection(_Section):
     """
 
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
-    steps: PosInt | Literal["auto"] = "auto"
+    steps: Steps | Literal["auto"] = "auto"
     budget: BudgetSection = BudgetSection()
-    seeds: PosInt = 2
+    seeds: Annotated[int, Field(gt=0, le=1000, strict=True)] = 2
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
+
+    @model_validator(mode="after")
+    def _batch_size_matches_optimizer(self):
+        if self.optimizer == "gd" and self.batch_size is not None:
+            raise ValueError("batch_size must be unset for optimizer gd (full batch); use sgd")
+        if self.optimizer == "sgd" and self.batch_size is None:
+            raise ValueError("optimizer sgd needs batch_size; or use gd")
+        return self
 
 
 class SearchSection(_Section):
@@ -147,9 +174,9 @@ class SearchSection(_Section):
     eta_lambda0: tuple[PosFloat, PosFloat] = (0.5, 6.0)
     sampler: str = "boundary"
     n_trials: PosInt = 64
-    parallel: PosInt = 8
-    resolution: PosFloat = 0.01
-    seed: Annotated[int, Field(ge=0, strict=True)] = 0
+    parallel: Annotated[int, Field(gt=0, le=4096, strict=True)] = 8
+    resolution: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.01
+    seed: Seed = 0
 
     @field_validator("eta_lambda0")
     @classmethod
@@ -191,6 +218,14 @@ class SweepSpec(_Section):
     def _consistent(self):
         if self.model.kind == "toy" and self.data.dim != 1 and self.data.name == "single":
             raise ValueError("data.dim must be 1 for the one-sample toy setup")
+        from .sweep import make_job
+
+        # One job of the sweep, so rules that span sections (model vs data outputs,
+        # batch size vs n_train) fail here, with the file's name, not at run time.
+        try:
+            make_job(self, self.model.widths[0], self.search.eta_lambda0[0], 0, "check")
+        except ValueError as err:
+            raise ValueError(f"model, data and training do not fit together: {err}") from None
         return self
 
     @property
@@ -261,7 +296,9 @@ def _describe(err: ValidationError, source: str) -> str:
                 loc += f"[{part}]"
             elif str(part).isidentifier():
                 loc += f".{part}" if loc else str(part)
-        msg = e["msg"].replace("Input should", "should")
+            elif e["type"] == "extra_forbidden":  # an unknown key that is no identifier
+                loc += f"[{part!r}]"
+        msg = e["msg"].replace("Input should", "should").removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in README.md)"
         elif e["type"] == "missing":
@@ -275,7 +312,10 @@ def _describe(err: ValidationError, source: str) -> str:
         if msg not in msgs:
             msgs.append(msg)
     return "\n".join(
-        f"{source}: {loc}: {' or '.join(msgs)}"
+        # A rule across sections (loc <root>) names its fields itself; its input is the spec.
+        f"{source}: {' or '.join(msgs)}"
+        if loc == "<root>" and isinstance(value, dict)
+        else f"{source}: {loc}: {' or '.join(msgs)}"
         + ("" if msgs == ["required field is missing"] else f", got {value!r}")
         for loc, (msgs, value) in found.items()
     )

@@ -140,16 +140,23 @@ def read_runs(out_dir) -> pa.Table:
     """All runs of a sweep, in :data:`RUN_SCHEMA`, sorted by ``run_key`` (empty if none).
 
     Raises:
-      ValueError: naming the file, if a part file is unreadable (truncated or corrupt).
+      ValueError: naming the file, if a part file is unreadable (truncated or corrupt) or
+        lacks columns of :data:`RUN_SCHEMA` (they would otherwise read as nulls).
+        ``ntk-dist check OUT`` lists every such problem at once.
     """
     runs = Path(out_dir) / RUNS_DIR
     parts = sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []
     tables = []
     for part in parts:
         try:
-            tables.append(pq.read_table(part, schema=RUN_SCHEMA))
+            names = pq.read_schema(part).names
+            table = pq.read_table(part, schema=RUN_SCHEMA)
         except (pa.ArrowInvalid, OSError) as err:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
+        missing = [n for n in RUN_SCHEMA.names if n not in names]
+        if missing:
+            raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+        tables.append(table)
     if not tables:
         return RUN_SCHEMA.empty_table()
     # Sorted by run key: analyses (bootstrap CIs) must not depend on the order in which

@@ -102,14 +102,11 @@ def describe_plan(spec: SweepSpec) -> str:
     mean_steps = {
         w: float(np.mean([steps_for(spec, w, e) for e in etas])) for w in spec.model.widths
     }
-    jobs = [
-        make_job(spec, w, float(e), seed, "plan")
-        for w, e in zip(
-            np.resize(spec.model.widths, s.parallel), np.resize(etas, s.parallel), strict=True
-        )
-        for seed in range(t.seeds)
-    ]
-    batches = len(plan_batches(jobs))
+    # Seeds share a batch key, so one job per distinct point stands for all its seeds.
+    size = min(s.parallel, n_points)
+    points = set(zip(np.resize(spec.model.widths, size), np.resize(etas, size), strict=True))
+    point_jobs = [make_job(spec, int(w), float(e), 0, "plan") for w, e in sorted(points)]
+    batches = len(plan_batches([job for job in point_jobs for _ in range(t.seeds)]))
     cost = sum(mean_steps[w] * w for w in spec.model.widths) / len(spec.model.widths) * n_runs
     lines = [
         f"sweep {spec.name!r} (spec hash {spec.spec_hash()[:12]})",

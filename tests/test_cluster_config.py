@@ -30,9 +30,18 @@ def test_no_port_is_open_to_the_world_and_dashboard_is_local():
     assert "--dashboard-host=127.0.0.1" in head
     text = (ROOT / "cluster.yaml").read_text()
     assert "RAY_AUTH_MODE=disabled" not in text.replace("never set RAY_AUTH_MODE=disabled", "")
+    assert "0.0.0.0" not in text  # no bind-all host (dashboard, client server, node ip)
+
+
+def test_every_node_starts_ray_with_token_authentication():
+    config = _config()
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        starts = [c for c in config[key] if "ray start" in c]
+        assert starts and all(c.startswith("RAY_AUTH_MODE=token ray start") for c in starts), key
+    assert config["file_mounts"]["~/.ray/auth_token"] == "~/.ray/auth_token"
 
 
 def test_setup_installs_this_project_with_the_gpu_extra():
     config = _config()
-    assert config["file_mounts"] == {"~/ntk_dist": "."}
+    assert config["file_mounts"]["~/ntk_dist"] == "."
     assert any("~/ntk_dist[gpu]" in cmd for cmd in config["setup_commands"])

@@ -306,7 +306,7 @@ def _call_gp(overrides, y_over=None, ts=(0, 1), **kw):
         (lambda: _call_gp({}, lr=0.0), "lr"),
         (lambda: _call_gp({}, dynamics="sgd"), "dynamics"),
         (lambda: _call_gp({}, diag_reg=-1.0), "diag_reg"),
-        (lambda: _call_gp({"theta_train": np.ones((M, M))}, ts=np.inf), "theta_train is singular"),
+        (lambda: _call_gp({"theta_train": -np.eye(M)}, ts=np.inf), "theta_train is singular"),
         (lambda: _call_gp({}, ts=np.inf, lr=1e6, dynamics="gd"), "diverges"),
     ],
 )

@@ -1,64 +1,59 @@
-"""The local default Ray instance listens on loopback only, with the dashboard off.
+"""The local default Ray instance listens on loopback only, with the dashboard off and
+token authentication on.
 
-Checked on the production path in a fresh process that imports ray first and has no
-RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in its environment (the test session sets it)."""
+Checked on the production path in a fresh process that imports ray first, has no
+RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER in its environment (the test session sets it) and
+asks for RAY_AUTH_MODE=disabled, which the local default overrides. The listening
+sockets of the driver and every process under it are read with psutil."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = r"""
-import json, os, subprocess
+import json, os
 import ray  # imported before ntk_dist on purpose: Ray reads its settings at import
+import psutil  # the copy Ray ships (ray/thirdparty_files, on sys.path once ray is imported)
+from ray._private.authentication.authentication_utils import is_token_auth_enabled
 from ntk_dist.runtime import ensure_ray
-
-def descendants(pid):
-    parents = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                pass
-    out, frontier = set(), {pid}
-    while frontier:
-        frontier = {p for p, pp in parents.items() if pp in frontier} - out
-        out |= frontier
-    return out
 
 ensure_ray(num_cpus=1)
 ray.get(ray.remote(lambda: 1).remote())
-pids = descendants(os.getpid()) | {os.getpid()}
-lines = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines()
-sockets = [(l.split()[3], l.split("users:")[1]) for l in lines
-           if any(f"pid={p}," in l for p in pids)]
-print(json.dumps({"nodes": [n["NodeManagerAddress"] for n in ray.nodes()], "sockets": sockets}))
+me = psutil.Process()
+procs = [me] + me.children(recursive=True)
+pids = {p.pid: p.name() for p in procs}
+sockets = [(c.laddr.ip, c.laddr.port, pids[c.pid]) for c in psutil.net_connections("inet")
+           if c.status == psutil.CONN_LISTEN and c.pid in pids]
+gcs = [p for p in procs if "gcs_server" in p.name()]
+print(json.dumps({
+    "nodes": [n["NodeManagerAddress"] for n in ray.nodes()],
+    "sockets": sockets,
+    "token_auth": is_token_auth_enabled(),
+    "gcs_auth_mode": [p.environ().get("RAY_AUTH_MODE") for p in gcs],
+    "port_8265": [c.laddr for c in psutil.net_connections("inet")
+                  if c.status == psutil.CONN_LISTEN and c.laddr.port == 8265],
+}))
 ray.shutdown()
 """
 
 
-@pytest.mark.skipif(
-    shutil.which("ss") is None or not os.path.isdir("/proc"), reason="needs ss and /proc"
-)
-def test_local_default_listens_on_loopback_only():
+def test_local_default_listens_on_loopback_only_with_token_auth():
     env = {k: v for k, v in os.environ.items() if k != "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"}
-    env["PYTHONPATH"] = str(ROOT)
+    env.update(PYTHONPATH=str(ROOT), RAY_AUTH_MODE="disabled")
     res = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=180
     )
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout.strip().splitlines()[-1])
     assert report["nodes"] == ["127.0.0.1"]
-    names = " ".join(user for _, user in report["sockets"])
+    names = " ".join(name for *_, name in report["sockets"])
     assert "gcs_server" in names and "raylet" in names, report
-    loopback = ("127.0.0.1:", "[::1]:", "[::ffff:127.0.0.1]:")
-    assert [s for s in report["sockets"] if not s[0].startswith(loopback)] == []
+    loopback = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+    assert [s for s in report["sockets"] if s[0] not in loopback] == [], report
     assert "dashboard" not in names.replace("DashboardA", "")  # the agent, not the dashboard
+    assert report["port_8265"] == []  # Ray's dashboard port: nothing listens on it
+    assert report["token_auth"] is True and report["gcs_auth_mode"] == ["token"], report

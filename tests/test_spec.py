@@ -114,3 +114,12 @@ def test_dry_run_prints_plan_and_writes_nothing(tmp_path, capsys):
     assert main(["run", str(good), "--out", str(tmp_path / "o"), "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "4 points x 1 seeds = 4 runs" in text and not (tmp_path / "o").exists()
+
+
+def test_optimizer_and_batch_size_are_checked_at_load():
+    assert parse_spec(_with(("training", "optimizer"), "momentum")).training.batch_size is None
+    with pytest.raises(ValueError, match="training: optimizer sgd needs batch_size"):
+        parse_spec(_with(("training", "optimizer"), "sgd"), "f.yaml")
+    with pytest.raises(ValueError, match=r"do not fit together: batch_size \(4\) must be <="):
+        parse_spec({**_with(("training", "optimizer"), "sgd"), "training": {
+            "optimizer": "sgd", "batch_size": 4}}, "f.yaml")  # fmt: skip

@@ -14,7 +14,7 @@ import importlib
 import sys
 
 #: Subcommand modules, in the order they appear in ``ntk-dist --help``.
-COMMANDS: tuple[str, ...] = ("gram", "report", "run", "validate", "version")
+COMMANDS: tuple[str, ...] = ("check", "gram", "report", "run", "validate", "version")
 
 
 class UsageError(ValueError):

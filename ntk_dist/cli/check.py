@@ -1,0 +1,29 @@
+"""``ntk-dist check OUT``: verify a sweep, experiment or Gram output directory.
+
+Exit code 0 with a one-line summary when the directory is consistent; exit code 2
+with one line per problem, each naming the file, otherwise (``ntk_dist.check``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def _check(args) -> int:
+    from ..check import check_results
+
+    report = check_results(args.out)
+    if not report.problems:
+        print(f"{report.summary}: OK")
+        return 0
+    print(report.summary, file=sys.stderr)
+    print(f"{len(report.problems)} problem(s):", file=sys.stderr)
+    for line in report.problems:
+        print(f"  {line}", file=sys.stderr)
+    return 2
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="verify a results directory (schemas, files, study)")
+    p.add_argument("out", help="output directory of a sweep, experiment or Gram")
+    p.set_defaults(func=_check)
