@@ -5,6 +5,7 @@ import pytest
 from scipy.linalg import solve
 
 from ntk_dist import fc_kernel, kernel_regression
+from ntk_dist.numerics import NumericalWarning
 from ntk_dist.solve import (
     dense_solve,
     kernel_matvec,
@@ -12,7 +13,6 @@ from ntk_dist.solve import (
     nystrom_preconditioner,
     pcg,
 )
-from ntk_dist.numerics import NumericalWarning
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 
