@@ -48,14 +48,14 @@ from .execute import submit_jobs
 from .kernels import fc_kernel
 from .phases import label_runs
 from .predict import nngp_posterior, ntk_gp
-from .spec import DataSection, ModelSection, ResourcesSection
+from .spec import DataSection, ModelSection, PosFloat, ResourcesSection, Steps
 from .store import add_run_columns, append_runs, read_runs, write_table_atomic
 from .train import TrainJob, record_schedule
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
 
-PosInt = Annotated[int, Field(gt=0, strict=True)]
-PosFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+#: Seeds per width: the sweeps' bound (a typo such as 10**6 is refused, not planned).
+Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
 
 
 class _Section(BaseModel):
@@ -80,12 +80,14 @@ class ExperimentTraining(_Section):
       dtype: ``"float32"`` or ``"float64"``.
     """
 
-    steps: PosInt
+    steps: Steps
     learning_rate: PosFloat
     lr_units: Literal["absolute", "lambda_inf", "lambda0"] = "absolute"
-    seeds: PosInt = 1
-    record_points: PosInt = 64
-    record_steps: list[Annotated[int, Field(ge=0, strict=True)]] | None = None
+    seeds: Seeds = 1
+    record_points: Annotated[int, Field(gt=0, le=4096, strict=True)] = 64
+    record_steps: list[Annotated[int, Field(ge=0, strict=True)]] | None = Field(
+        default=None, max_length=4096
+    )
     predict_test: bool = False
     test_ntk: bool = False
     probe_points: Annotated[int, Field(ge=0, strict=True)] = 0
