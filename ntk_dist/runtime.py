@@ -71,3 +71,24 @@ def _loopback_only() -> None:
 
     os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def available_memory() -> int:
+    """Bytes of physical memory free on this machine now (``SC_AVPHYS_PAGES``).
+
+    The one probe that refuses or splits work too large for memory before it starts
+    (``ntk_dist.gram``, ``ntk_dist.execute``), rather than letting it be killed midway.
+    """
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def worker_memory() -> float:
+    """Bytes of memory of the largest live node of the connected Ray cluster.
+
+    Ray's ``memory`` resource of a node (its free memory, less the object store, when
+    the node started); infinity when Ray reports none.
+    """
+    import ray
+
+    nodes = [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]]
+    return max(nodes, default=0.0) or float("inf")
