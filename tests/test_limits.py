@@ -158,15 +158,17 @@ def _gram_inputs():
     return rng.normal(size=(450, 8)), rng.normal(size=(330, 8))
 
 
-def _assert_log_whole(out: Path, tiles: int) -> None:
+def _assert_log_whole(out: Path, rows: int, cols: int) -> None:
+    """The tile log of a finished cross Gram: every tile once, nothing else."""
     lines = (out / LOG).read_text().splitlines()
     assert all(re.fullmatch(r"\d+ \d+", line) for line in lines), lines
-    assert len(lines) == len(set(lines)) == tiles
+    logged = [tuple(map(int, line.split())) for line in lines]
+    assert sorted(logged) == [(i, j) for i in range(rows) for j in range(cols)]
 
 
 def test_full_disk_during_gram_is_a_clear_error_and_resumes(ray_local, tmp_path, monkeypatch):
     # A cross Gram (every tile (i, j) valid), checkpointed after each tile; the fourth log
-    # append is cut after the first digit of its line, then the disk is full.
+    # append is cut halfway through its line, then the disk is full.
     x1, x2 = _gram_inputs()
     out = tmp_path / "g"
     real_open = open
@@ -179,7 +181,7 @@ def test_full_disk_during_gram_is_a_clear_error_and_resumes(ray_local, tmp_path,
         def write(self, text):
             appends.append(text)
             if len(appends) == 4:
-                self.fh.write(text[:1])
+                self.fh.write(text[: len(text) // 2])
                 self.fh.flush()
                 raise NO_SPACE
             return self.fh.write(text)
@@ -201,7 +203,7 @@ def test_full_disk_during_gram_is_a_clear_error_and_resumes(ray_local, tmp_path,
     monkeypatch.undo()
     res = gram(x1, x2, tile=64, out=out, **CFG)
     assert res.tiles_total == 8 * 6 and res.tiles_computed == 8 * 6 - 3
-    _assert_log_whole(out, 8 * 6)
+    _assert_log_whole(out, 8, 6)
     ref = fc_kernel(x1, x2, **CFG)
     for name in ("nngp", "ntk"):
         np.testing.assert_allclose(getattr(res, name), getattr(ref, name), atol=atol(np.float64))
@@ -245,7 +247,7 @@ def test_full_tmpfs_during_gram_is_exit_2_and_resumes(ray_local, tmpfs, tmp_path
     filler.unlink()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    _assert_log_whole(out, 8 * 6)
+    _assert_log_whole(out, 8, 6)
     ref = fc_kernel(x1, x2, **CFG)
     for name in ("nngp", "ntk"):
         np.testing.assert_allclose(np.load(out / f"{name}.npy"), getattr(ref, name), atol=1e-12)
