@@ -18,6 +18,10 @@ each run exactly once.
 
 An exclusive ``flock`` on ``OUT/.lock`` keeps two drivers out of one directory; the
 kernel drops it when the process dies, so a crash never leaves a stale lock.
+
+A full disk ends the run with a ValueError naming ``OUT`` (CLI exit code 2): part files
+are written whole or not at all, and a journal line cut short is trimmed on resume, so
+rerunning once space is freed resumes as after a crash.
 """
 
 from __future__ import annotations

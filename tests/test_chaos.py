@@ -28,8 +28,9 @@ SPEC = {
     "training": {"seeds": 2, "steps": 300},
     "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 16, "parallel": 4},  # 4 rounds, 32 runs
 }
-#: Sessions 0-4 end with a driver SIGKILL, alternately while a batch trains and just after
-#: one is stored; sessions 1, 3 and 5 (the last, which must finish) SIGKILL a task worker.
+#: Sessions 0-4 end with a driver SIGKILL, alternately while a batch trains (at the latest
+#: when it is stored) and just after one is stored; sessions 1, 3 and 5 (the last, which
+#: must finish) SIGKILL a task worker while it trains.
 DRIVER_KILLS, WORKER_KILL_SESSIONS = 5, (1, 3, 5)
 
 
@@ -124,14 +125,16 @@ def _chaos(tmp: Path, seed: int) -> dict:
             err = driver.communicate(timeout=240)[1].decode()
             assert driver.returncode == 0, err[-3000:]
             break
+        # At most a batch or two stored per session, so all five kills land before the end.
         if session % 2 == 0:
             moment = "while a batch trains"
             assert _wait_for(_task_workers, 60), "no training task while the driver ran"
-            time.sleep(rng.uniform(0.0, 2.0))
+            now = _parts(out)
+            _wait_for(lambda n=now: _parts(out) > n, rng.uniform(0.0, 2.0))
         else:
             moment = "just after a batch was stored"
             assert _wait_for(lambda n=stored: _parts(out) > n, 120), "no batch stored"
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.3))
         assert driver.poll() is None, "the sweep finished before the driver could be killed"
         driver.kill()
         driver.wait()
