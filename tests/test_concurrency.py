@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import yaml
 
 from ntk_dist.cli import main as cli_main
@@ -44,6 +45,7 @@ run_sweep(load_spec(sys.argv[1]), sys.argv[2], progress=False)
 """
 
 
+@pytest.mark.slow
 def test_busy_directory_refused_and_lock_not_stale_after_sigkill(ray_local, tmp_path, capsys):
     spec = _spec("locked", 64, 1, n_trials=30)
     spec_path, out = tmp_path / "spec.yaml", tmp_path / "out"
@@ -82,17 +84,19 @@ def test_busy_directory_refused_and_lock_not_stale_after_sigkill(ray_local, tmp_
 
 
 def test_two_sweeps_on_one_ray_instance_both_complete(ray_local, tmp_path):
+    # Two drivers on the session's Ray: a `ntk-dist run` subprocess and this process.
     specs = {"left": _spec("left", 64, 2), "right": _spec("right", 128, 1)}
-    address = ray_local.get_runtime_context().gcs_address
-    drivers = {}
-    for name, spec in specs.items():
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(spec))
-        cmd = [sys.executable, "-m", "ntk_dist", "run", str(tmp_path / f"{name}.yaml")]
-        cmd += ["--out", str(tmp_path / name), "--no-progress", "--address", address]
-        drivers[name] = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, text=True)
-    for name, driver in drivers.items():
-        err = driver.communicate(timeout=240)[1]
-        assert driver.returncode == 0, f"{name}: {err[-3000:]}"
+    (tmp_path / "left.yaml").write_text(yaml.safe_dump(specs["left"]))
+    cmd = [sys.executable, "-m", "ntk_dist", "run", str(tmp_path / "left.yaml")]
+    cmd += ["--out", str(tmp_path / "left"), "--no-progress"]
+    cmd += ["--address", ray_local.get_runtime_context().gcs_address]
+    other = subprocess.Popen(cmd, env=_env(), stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (tmp_path / "left" / "study.journal").exists() and time.monotonic() < deadline:
+        time.sleep(0.02)  # start ours once the other driver is at work
+    run_sweep(parse_spec(specs["right"]), tmp_path / "right", progress=False)
+    err = other.communicate(timeout=240)[1]
+    assert other.returncode == 0, err[-3000:]
 
     for name, spec in specs.items():
         ref = run_sweep(parse_spec(spec), tmp_path / f"{name}_reference", progress=False)

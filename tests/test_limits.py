@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -129,27 +130,25 @@ def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monke
     _assert_same_sweep(out, reference)
 
 
-def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(reference, tmpfs, tmp_path):
-    import ray
-
+def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(reference, tmpfs, tmp_path, capsys):
     out, spec_path = tmpfs / "out", _spec_file(tmp_path)
-    cmd = [sys.executable, "-m", "ntk_dist", "run", str(spec_path), "--out", str(out)]
-    cmd += ["--no-progress", "--address", ray.get_runtime_context().gcs_address]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
-    driver = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    args = ["run", str(spec_path), "--out", str(out), "--no-progress"]
+    code = []
+    driver = threading.Thread(target=lambda: code.append(cli_main(args)))
+    driver.start()
     deadline = time.monotonic() + 120
     while not list(out.glob("runs/part-*")) and time.monotonic() < deadline:
-        time.sleep(0.02)
+        time.sleep(0.01)
     filler = _fill(tmpfs)  # after round 0 is stored, while round 1 trains
-    err = driver.communicate(timeout=120)[1]
-    assert driver.returncode == 2, err[-3000:]
+    driver.join(timeout=120)
+    err = capsys.readouterr().err
+    assert code == [2], err[-3000:]
     assert f"no space left on the device holding {out}" in err and "rerun" in err
     _assert_nothing_partial(out)
     assert read_runs(out).num_rows == 3 and not (out / "boundaries.parquet").exists()
 
     filler.unlink()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert cli_main(args) == 0
     _assert_same_sweep(out, reference)
 
 
