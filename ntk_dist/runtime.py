@@ -74,11 +74,20 @@ def _loopback_only() -> None:
 
 
 def available_memory() -> int:
-    """Bytes of physical memory free on this machine now (``SC_AVPHYS_PAGES``).
+    """Bytes of memory available on this machine now, without swapping.
 
-    The one probe that refuses or splits work too large for memory before it starts
-    (``ntk_dist.gram``, ``ntk_dist.execute``), rather than letting it be killed midway.
+    Linux's ``MemAvailable`` (free pages plus the page cache the kernel can reclaim; free
+    pages alone are often a small part of it), else the free pages. The one probe that
+    refuses or splits work too large for memory before it starts (``ntk_dist.gram``,
+    ``ntk_dist.execute``), rather than letting it be killed midway.
     """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        pass
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
