@@ -490,6 +490,8 @@ class _DiskSink(_MemorySink):
 def _reserve(path: Path) -> None:
     """Allocate every block of ``path`` now: a memmap page that a full disk has no room for
     kills the writer with SIGBUS, so a disk filling up mid-run must fail here, before work."""
+    if not hasattr(os, "posix_fallocate"):  # macOS: files stay sparse
+        return
     fd = os.open(path, os.O_RDWR)
     try:
         os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
