@@ -22,6 +22,11 @@ Ray tasks and devices (:class:`Resources`):
   more tasks.
 - Failed tasks are retried (``max_retries``; a task that raised is retried too when
   ``retry_exceptions``; a worker that died always is).
+
+Memory: batches are cut to fit both ``memory_bytes`` and the memory of the worker that
+will train them (free RAM here for the local backend, the largest Ray node's for CPU
+tasks), and a job that fits no worker on its own is refused before anything trains,
+rather than killed midway (accelerator memory is not probed).
 """
 
 from __future__ import annotations
@@ -113,7 +118,8 @@ def plan_batches(
     return [[jobs[i] for i in batch] for batch in _plan(jobs, memory_bytes, max_batch)]
 
 
-def _plan(jobs, memory_bytes, max_batch) -> list[list[int]]:
+def _plan(jobs, memory_bytes, max_batch, free=float("inf")) -> list[list[int]]:
+    """Batches of job indices; ``free``: memory of the worker that will train them (bytes)."""
     memory_bytes = _validate.positive_int(memory_bytes, "memory_bytes")
     max_batch = _validate.positive_int(max_batch, "max_batch")
     for i, job in enumerate(jobs):
@@ -124,9 +130,31 @@ def _plan(jobs, memory_bytes, max_batch) -> list[list[int]]:
         groups.setdefault(job.batch_key, []).append(i)
     batches = []
     for idx in groups.values():
-        size = max(1, min(max_batch, memory_bytes // estimate_bytes(jobs[idx[0]])))
+        job, need = jobs[idx[0]], estimate_bytes(jobs[idx[0]])
+        if need > free:
+            raise ValueError(
+                f"a training job of width {job.width} on {job.data.n_train} points needs about "
+                f"{need / 2**30:.2f} GiB, more than the {free / 2**30:.2f} GiB of memory of any "
+                "worker; reduce the width or the training set, or use nodes with more memory"
+            )
+        size = max(1, min(max_batch, min(memory_bytes, free) // need))
         batches += [idx[s : s + size] for s in range(0, len(idx), size)]
     return batches
+
+
+def _free_memory(backend: str, resources: Resources | None) -> float:
+    """Memory a batch may take on its worker: free RAM here (local backend on CPU), the
+    largest Ray node's (CPU tasks), unknown (infinity) for accelerator memory."""
+    import jax
+
+    from .runtime import available_memory, ensure_ray, worker_memory
+
+    if backend == "local":
+        return available_memory() if jax.default_backend() == "cpu" else float("inf")
+    if isinstance(resources, Resources) and resources.num_gpus > 0:
+        return float("inf")
+    ensure_ray()
+    return worker_memory()
 
 
 def run_jobs(
@@ -151,12 +179,15 @@ def run_jobs(
 
     Returns:
       pa.Table in RECORD_SCHEMA, rows in the order of ``jobs``.
+
+    Raises:
+      ValueError: before anything trains, if one job needs more memory than a worker has.
     """
     _validate.choice(backend, "backend", BACKENDS)
     jobs = list(jobs)
     if not jobs:
         return RECORD_SCHEMA.empty_table()
-    plan = _plan(jobs, memory_bytes, max_batch)
+    plan = _plan(jobs, memory_bytes, max_batch, _free_memory(backend, resources))
     if backend == "local":
         tables = [train_batch([jobs[i] for i in batch]) for batch in plan]
     else:
@@ -190,9 +221,13 @@ def submit_jobs(
       list of ray.ObjectRef, one per batch in ``plan_batches(jobs, ...)`` order; each
       resolves to a pa.Table in RECORD_SCHEMA with that batch's rows (match rows to
       jobs by ``tag``).
+
+    Raises:
+      ValueError: before anything is submitted, if one job needs more memory than any
+        worker has.
     """
     jobs = list(jobs)
-    plan = _plan(jobs, memory_bytes, max_batch)
+    plan = _plan(jobs, memory_bytes, max_batch, _free_memory("ray", resources))
     return _submit(jobs, plan, resources, max_retries, retry_exceptions)
 
 

@@ -42,6 +42,7 @@ import numpy as np
 
 from . import _validate
 from .kernels import DEFAULT_TILE, KINDS
+from .store import disk_full_as_usage_error, trim_torn_line
 
 #: Bytes of worker memory assumed per tile entry (blocks plus recursion intermediates).
 _BYTES_PER_ENTRY = 128
@@ -139,6 +140,9 @@ def gram(
       ValueError: before any work, for bad kernel arguments, tile <= 0, mismatched
         feature dimensions, an unwritable or too-small output location, or a
         complete result in ``out`` without ``overwrite``.
+        The output's disk filling up mid-run is a ValueError too: what is on disk
+        stays valid (the ``.npy`` blocks are allocated up front), and rerunning after
+        freeing space resumes.
     """
     from .kernels import _config
 
@@ -152,7 +156,10 @@ def gram(
         sigma_b=float(sigma_b),
         get=kinds,
     )
-    return _run(x1, x2, kernel, kinds, 1, tile, out, overwrite, resources, max_in_flight, progress)
+    with disk_full_as_usage_error(out):
+        return _run(
+            x1, x2, kernel, kinds, 1, tile, out, overwrite, resources, max_in_flight, progress
+        )  # fmt: skip
 
 
 def empirical_gram(
@@ -188,10 +195,11 @@ def empirical_gram(
     if probe.ndim != 2:
         raise ValueError(f"model output must have shape (N, k), got {probe.shape}")
     kernel = dict(kind="empirical", model=model, params=params, get=("ntk",))
-    return _run(
-        x1, x2, kernel, ("ntk",), probe.shape[1], tile, out, overwrite, resources,
-        max_in_flight, progress,
-    )  # fmt: skip
+    with disk_full_as_usage_error(out):
+        return _run(
+            x1, x2, kernel, ("ntk",), probe.shape[1], tile, out, overwrite, resources,
+            max_in_flight, progress,
+        )  # fmt: skip
 
 
 def _apply(model, params, x):
@@ -360,7 +368,9 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
 
 
 def _check_fits(nbytes: int) -> None:
-    avail = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    from .runtime import available_memory
+
+    avail = available_memory()
     if nbytes > _IN_MEMORY_FRACTION * avail:
         raise ValueError(
             f"the Gram needs {nbytes / 2**30:.1f} GiB, more than half the {avail / 2**30:.1f} GiB "
@@ -453,6 +463,7 @@ class _DiskSink(_MemorySink):
         self.done = set()
         if resume:
             self.arrays = {n: open_memmap(out / f"{n}.npy", mode="r+") for n in kinds}
+            trim_torn_line(out / LOG)
             if (out / LOG).exists():
                 for line in (out / LOG).read_text().splitlines():
                     parts = line.split()
@@ -465,6 +476,8 @@ class _DiskSink(_MemorySink):
                 n: open_memmap(out / f"{n}.npy", mode="w+", dtype=dtype, shape=shape) for n in kinds
             }
             _atomic_write(manifest, json.dumps(fingerprint, indent=1))
+        for name in kinds:
+            _reserve(out / f"{name}.npy")
         self.log = open(out / LOG, "a")  # noqa: SIM115 - closed in finish()
         self.unlogged: list = []
         self.last_flush = time.monotonic()
@@ -498,6 +511,18 @@ class _DiskSink(_MemorySink):
         names = list(self.arrays)
         self.arrays.clear()
         return {n: open_memmap(self.out / f"{n}.npy", mode="r") for n in names}
+
+
+def _reserve(path: Path) -> None:
+    """Allocate every block of ``path`` now: a memmap page that a full disk has no room for
+    kills the writer with SIGBUS, so a disk filling up mid-run must fail here, before work."""
+    if not hasattr(os, "posix_fallocate"):  # macOS: files stay sparse
+        return
+    fd = os.open(path, os.O_RDWR)
+    try:
+        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+    finally:
+        os.close(fd)
 
 
 def _atomic_write(path: Path, text: str) -> None:

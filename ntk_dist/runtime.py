@@ -84,3 +84,33 @@ def _token_auth() -> None:
     except ImportError:  # Ray < 2.52 has no token authentication
         return
     _enable_token_auth()  # sets RAY_AUTH_MODE=token and reloads Ray's cached config
+
+
+def available_memory() -> int:
+    """Bytes of memory available on this machine now, without swapping.
+
+    Linux's ``MemAvailable`` (free pages plus the page cache the kernel can reclaim; free
+    pages alone are often a small part of it), else the free pages. The one probe that
+    refuses or splits work too large for memory before it starts (``ntk_dist.gram``,
+    ``ntk_dist.execute``), rather than letting it be killed midway.
+    """
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024  # reported in kB
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def worker_memory() -> float:
+    """Bytes of memory of the largest live node of the connected Ray cluster.
+
+    Ray's ``memory`` resource of a node (its free memory, less the object store, when
+    the node started); infinity when Ray reports none.
+    """
+    import ray
+
+    nodes = [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]]
+    return max(nodes, default=0.0) or float("inf")

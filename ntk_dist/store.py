@@ -18,8 +18,10 @@ Layout of a sweep's output directory ``OUT``:
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import pyarrow as pa
@@ -121,6 +123,60 @@ def write_table_atomic(table: pa.Table, path) -> Path:
 def write_text_atomic(text: str, path) -> Path:
     """Write ``text`` to ``path`` via a temporary file, fsync and rename."""
     return _write_atomic(path, "w", lambda fh: fh.write(text))
+
+
+#: errno values meaning the file system (or the user's quota on it) is full.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+@contextmanager
+def disk_full_as_usage_error(out):
+    """Report "no space left on device" inside the block as a ValueError saying what to do.
+
+    Output writers (:func:`write_table_atomic`, appends of whole lines) leave what is on
+    disk valid when a write fails, so freeing space and rerunning the same command
+    resumes the work. Other OSErrors pass through unchanged.
+
+    Args:
+      out: the output location named in the message when the error names no file.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _NO_SPACE:
+            raise
+        raise ValueError(
+            f"no space left on the device holding {err.filename or out}: free space there "
+            "and rerun the same command to resume (finished work is kept)"
+        ) from None
+
+
+def trim_torn_line(path) -> None:
+    """Cut a partial last line (no newline) off the append-only line log ``path``.
+
+    A write cut short by a full disk or a crash can leave one; the next append would glue
+    it to a new line and corrupt both. Call it as the log's only writer, before appending.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as fh:
+        end = pos = fh.seek(0, os.SEEK_END)
+        keep = 0
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            fh.seek(pos - step)
+            chunk = fh.read(step)
+            if pos == end and chunk.endswith(b"\n"):
+                return
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = pos - step + newline + 1
+                break
+            pos -= step
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())
 
 
 def append_runs(out_dir, table: pa.Table) -> Path:

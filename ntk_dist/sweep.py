@@ -18,6 +18,10 @@ each run exactly once.
 
 An exclusive ``flock`` on ``OUT/.lock`` keeps two drivers out of one directory; the
 kernel drops it when the process dies, so a crash never leaves a stale lock.
+
+A full disk ends the run with a ValueError naming ``OUT`` (CLI exit code 2): part files
+are written whole or not at all, and a journal line cut short is trimmed on resume, so
+rerunning once space is freed resumes as after a crash.
 """
 
 from __future__ import annotations
@@ -43,7 +47,15 @@ from .execute import plan_batches, submit_jobs
 from .phases import PHASE_CODES, label_runs, step_budget
 from .search import ETA_PARAM, WIDTH_PARAM, grid_points, make_sampler
 from .spec import SweepSpec
-from .store import add_run_columns, append_runs, read_runs, write_table_atomic, write_text_atomic
+from .store import (
+    add_run_columns,
+    append_runs,
+    disk_full_as_usage_error,
+    read_runs,
+    trim_torn_line,
+    write_table_atomic,
+    write_text_atomic,
+)
 from .train import TrainJob
 
 
@@ -168,8 +180,9 @@ def prepare_output(spec: SweepSpec, out: Path, *, resume: bool = False) -> None:
         raise ValueError(
             f"output directory {out} is not writable ({err.strerror}); choose another --out"
         ) from None
-    write_text_atomic(spec.to_yaml(), spec_file)
-    write_text_atomic(spec.spec_hash() + "\n", hash_file)
+    with disk_full_as_usage_error(out):
+        write_text_atomic(spec.to_yaml(), spec_file)
+        write_text_atomic(spec.spec_hash() + "\n", hash_file)
 
 
 @contextmanager
@@ -227,10 +240,12 @@ def run_sweep(
 
     out = output_dir(spec, out)
     prepare_output(spec, out, resume=resume)
-    with _exclusive(out):
+    with _exclusive(out), disk_full_as_usage_error(out):
         # Under our flock no other driver uses the journal, so a lock file left by a
-        # driver killed mid-write is stale; Optuna would otherwise wait 30 s for it.
+        # driver killed mid-write is stale; Optuna would otherwise wait 30 s for it. A
+        # line cut short (full disk) would make the next append unreadable: trim it.
         (out / "study.journal.lock").unlink(missing_ok=True)
+        trim_torn_line(out / "study.journal")
         ensure_ray()
         study = open_study(spec, out)
         runs = read_runs(out)

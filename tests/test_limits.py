@@ -1,0 +1,315 @@
+"""Resource limits: a disk that fills up during a sweep or a disk-backed Gram is a clear
+error (exit code 2) that leaves nothing corrupt and resumes once space is freed; work too
+large for memory is split or refused before it starts.
+
+Each full-disk case runs twice: portably, with the writer made to fail with ENOSPC partway
+through a file, and for real on a small tmpfs (skipped where mounting is not permitted).
+"""
+
+import errno
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from ntk_dist import fc_kernel, gram
+from ntk_dist.cli import main as cli_main
+from ntk_dist.execute import estimate_bytes, run_jobs
+from ntk_dist.gram import LOG, is_complete
+from ntk_dist.spec import parse_spec
+from ntk_dist.store import read_runs, trim_torn_line
+from ntk_dist.sweep import make_job, run_sweep
+from tests.tolerances import atol
+
+store_module = sys.modules["ntk_dist.store"]
+gram_module = sys.modules["ntk_dist.gram"]
+execute_module = sys.modules["ntk_dist.execute"]
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = {
+    "name": "full_disk",
+    "model": {"kind": "toy", "widths": [64]},
+    "training": {"seeds": 1, "steps": 64},
+    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 6, "parallel": 3},  # 2 rounds, 2 parts
+}
+CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
+NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+@pytest.fixture(scope="module")
+def reference(ray_local, tmp_path_factory):
+    return run_sweep(parse_spec(TINY), tmp_path_factory.mktemp("reference"), progress=False)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 4 MiB tmpfs at ``tmp_path / "tmpfs"``: a disk that really fills up."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    mount = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+    )
+    if mount.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mount.stderr.strip()}); the portable test ran")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(mnt: Path) -> Path:
+    """Write a file until the file system refuses: no space left at all."""
+    filler = mnt / "filler"
+    with open(filler, "wb", buffering=0) as fh:
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+        except OSError as err:
+            assert err.errno == errno.ENOSPC
+    return filler
+
+
+def _spec_file(tmp_path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def _assert_same_sweep(out: Path, reference) -> None:
+    runs = read_runs(out)
+    keys = runs.column("run_key").to_pylist()
+    assert len(keys) == len(set(keys)) and keys == reference.runs.column("run_key").to_pylist()
+    ours = read_runs(out).column("phase").to_pylist()
+    assert ours == reference.runs.column("phase").to_pylist()
+    assert (out / "boundaries.parquet").exists()
+
+
+def _assert_nothing_partial(out: Path) -> None:
+    # Temporary files are hidden and removed when their write fails; every visible one reads.
+    assert not [p for p in out.rglob(".tmp-*")]
+    read_runs(out)  # raises, naming the file, on a truncated part
+
+
+def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monkeypatch, capsys):
+    out, spec_path = tmp_path / "out", _spec_file(tmp_path)
+    real = store_module._write_atomic
+
+    def disk_fills_at_second_part(path, mode, write):
+        if Path(path).name.startswith("part-") and list(Path(path).parent.glob("part-*")):
+
+            def torn(fh):  # half a file, then the disk is full
+                fh.write(b"PAR1\0\0\0\0")
+                raise NO_SPACE
+
+            return real(path, mode, torn)
+        return real(path, mode, write)
+
+    monkeypatch.setattr(store_module, "_write_atomic", disk_fills_at_second_part)
+    assert cli_main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert f"no space left on the device holding {out}" in err
+    assert "free space there and rerun the same command to resume" in err
+    assert "Traceback" not in err
+    _assert_nothing_partial(out)
+    assert read_runs(out).num_rows == 3 and not (out / "boundaries.parquet").exists()
+    # The journal's append can be cut short too (Optuna writes it without a temporary file).
+    with open(out / "study.journal", "ab") as fh:
+        fh.write(b'{"op_code":4,"worker_id":"cut-')
+
+    monkeypatch.undo()
+    assert cli_main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 0
+    _assert_same_sweep(out, reference)
+
+
+def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(reference, tmpfs, tmp_path, capsys):
+    out, spec_path = tmpfs / "out", _spec_file(tmp_path)
+    args = ["run", str(spec_path), "--out", str(out), "--no-progress"]
+    code = []
+    driver = threading.Thread(target=lambda: code.append(cli_main(args)))
+    driver.start()
+    deadline = time.monotonic() + 120
+    while not list(out.glob("runs/part-*")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    filler = _fill(tmpfs)  # after round 0 is stored, while round 1 trains
+    driver.join(timeout=120)
+    err = capsys.readouterr().err
+    assert code == [2], err[-3000:]
+    assert f"no space left on the device holding {out}" in err and "rerun" in err
+    _assert_nothing_partial(out)
+    assert read_runs(out).num_rows == 3 and not (out / "boundaries.parquet").exists()
+
+    filler.unlink()
+    assert cli_main(args) == 0
+    _assert_same_sweep(out, reference)
+
+
+def _gram_inputs():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(450, 8)), rng.normal(size=(330, 8))
+
+
+def _assert_log_whole(out: Path, rows: int, cols: int) -> None:
+    """The tile log of a finished cross Gram: every tile once, nothing else."""
+    lines = (out / LOG).read_text().splitlines()
+    assert all(re.fullmatch(r"\d+ \d+", line) for line in lines), lines
+    logged = [tuple(map(int, line.split())) for line in lines]
+    assert sorted(logged) == [(i, j) for i in range(rows) for j in range(cols)]
+
+
+def test_full_disk_during_gram_is_a_clear_error_and_resumes(ray_local, tmp_path, monkeypatch):
+    # A cross Gram (every tile (i, j) valid), checkpointed after each tile; the fourth log
+    # append is cut halfway through its line, then the disk is full.
+    x1, x2 = _gram_inputs()
+    out = tmp_path / "g"
+    real_open = open
+    appends = []
+
+    class FillingLog:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, text):
+            appends.append(text)
+            if len(appends) == 4:
+                self.fh.write(text[: len(text) // 2])
+                self.fh.flush()
+                raise NO_SPACE
+            return self.fh.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+    def opening(path, *args, **kwargs):
+        fh = real_open(path, *args, **kwargs)
+        return FillingLog(fh) if Path(path).name == LOG else fh
+
+    monkeypatch.setattr(gram_module, "open", opening, raising=False)
+    monkeypatch.setattr(gram_module._DiskSink, "_FLUSH_S", -1.0)
+    with pytest.raises(ValueError, match=f"no space left on the device holding {out}: free space"):
+        gram(x1, x2, tile=64, out=out, max_in_flight=2, **CFG)
+    assert not is_complete(out)
+    assert (out / LOG).read_text().count("\n") == 3  # three tiles on disk, a torn fourth line
+
+    monkeypatch.undo()
+    res = gram(x1, x2, tile=64, out=out, **CFG)
+    assert res.tiles_total == 8 * 6 and res.tiles_computed == 8 * 6 - 3
+    _assert_log_whole(out, 8, 6)
+    ref = fc_kernel(x1, x2, **CFG)
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(getattr(res, name), getattr(ref, name), atol=atol(np.float64))
+
+
+_GRAM_DRIVER = """
+import sys
+import numpy as np
+from ntk_dist.cli import main
+from ntk_dist.gram import _DiskSink
+from ntk_dist.runtime import ensure_ray
+_DiskSink._FLUSH_S = -1.0  # log every tile
+ensure_ray(address=sys.argv[1])
+sys.exit(main(sys.argv[2:]))
+"""
+
+
+def test_full_tmpfs_during_gram_is_exit_2_and_resumes(ray_local, tmpfs, tmp_path):
+    # Without blocks allocated up front, the memmap write after the fill dies of SIGBUS.
+    x1, x2 = _gram_inputs()
+    np.save(tmp_path / "x1.npy", x1)
+    np.save(tmp_path / "x2.npy", x2)
+    out = tmpfs / "g"
+    script = tmp_path / "driver.py"
+    script.write_text(_GRAM_DRIVER)
+    cmd = [sys.executable, str(script), ray_local.get_runtime_context().gcs_address, "gram"]
+    cmd += ["--x1", str(tmp_path / "x1.npy"), "--x2", str(tmp_path / "x2.npy"), "--out", str(out)]
+    cmd += ["--depth", "2", "--activation", "relu", "--sigma-w", "1.5", "--sigma-b", "0.1"]
+    cmd += ["--tile", "64", "--quiet"]  # 8 x 6 tiles, 2.4 MB of .npy in a 4 MiB tmpfs
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    driver = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / LOG).exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    filler = _fill(tmpfs)
+    err = driver.communicate(timeout=120)[1]
+    assert driver.returncode == 2, (driver.returncode, err[-3000:])
+    assert f"no space left on the device holding {out}" in err and "rerun" in err
+    assert not is_complete(out)
+
+    filler.unlink()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _assert_log_whole(out, 8, 6)
+    ref = fc_kernel(x1, x2, **CFG)
+    for name in ("nngp", "ntk"):
+        np.testing.assert_allclose(np.load(out / f"{name}.npy"), getattr(ref, name), atol=1e-12)
+
+
+def test_trim_torn_line(tmp_path):
+    log = tmp_path / "log"
+    log.write_bytes(b"0 1\n2 3\n4")
+    trim_torn_line(log)
+    assert log.read_bytes() == b"0 1\n2 3\n"
+    trim_torn_line(log)  # a whole log is left alone
+    assert log.read_bytes() == b"0 1\n2 3\n"
+    log.write_bytes(b"x" * 70_000)  # no newline at all, longer than one read
+    trim_torn_line(log)
+    assert log.read_bytes() == b""
+    trim_torn_line(tmp_path / "missing")
+
+
+# --- memory: split or refused before anything starts ---
+
+
+def test_in_memory_gram_too_large_is_refused_before_work(monkeypatch):
+    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: 2**20)
+    monkeypatch.setattr(gram_module, "_compute_tile", None)  # no tile may run
+    with pytest.raises(ValueError, match="more than half the 0.0 GiB of free memory; pass out="):
+        gram(np.zeros((400, 8)), **CFG)  # 2 x 400^2 float64 = 2.4 MiB
+
+
+def _toy_jobs(n, width=4096):
+    spec = parse_spec({**TINY, "model": {"kind": "toy", "widths": [width]}})
+    return [make_job(spec, width, 1.0 + 0.1 * i, 0, f"j{i}") for i in range(n)]
+
+
+def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
+    jobs = _toy_jobs(6)
+    need = estimate_bytes(jobs[0])
+    sizes = []
+    real = execute_module.train_batch
+
+    def recording(batch):
+        sizes.append(len(batch))
+        return real(batch)
+
+    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: 2 * need + 1)
+    monkeypatch.setattr(execute_module, "train_batch", recording)
+    table = run_jobs(jobs)
+    assert sizes == [2, 2, 2] and table.column("tag").to_pylist() == [j.tag for j in jobs]
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_training_job_too_large_is_refused_before_it_starts(ray_local, monkeypatch, backend):
+    jobs = _toy_jobs(2)
+    need = estimate_bytes(jobs[0])
+    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: need - 1)
+    monkeypatch.setattr("ntk_dist.runtime.worker_memory", lambda: need - 1)
+    monkeypatch.setattr(execute_module, "train_batch", None)  # nothing may train
+    monkeypatch.setattr(execute_module, "_batch_task", None)
+    with pytest.raises(ValueError, match="training job of width 4096 on 1 points needs about"):
+        run_jobs(jobs, backend=backend)
+
+
+def test_the_free_memory_probe_reads_this_machine():
+    from ntk_dist.runtime import available_memory
+
+    total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert 0 < available_memory() <= total
