@@ -49,7 +49,13 @@ from .kernels import fc_kernel
 from .phases import label_runs
 from .predict import nngp_posterior, ntk_gp
 from .spec import DataSection, ModelSection, PosFloat, ResourcesSection, Steps
-from .store import add_run_columns, append_runs, read_runs, write_table_atomic
+from .store import (
+    add_run_columns,
+    append_runs,
+    disk_full_as_usage_error,
+    read_runs,
+    write_table_atomic,
+)
 from .train import TrainJob, record_schedule
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
@@ -225,10 +231,10 @@ def run_experiment(spec: ExperimentSpec, out, *, progress: bool = True, echo=pri
     import ray
 
     from .runtime import ensure_ray
-    from .sweep import _exclusive, _progress
+    from .sweep import exclusive_lock, progress_bar
 
     out = Path(out)
-    with _exclusive(out):
+    with exclusive_lock(out), disk_full_as_usage_error(out):
         ensure_ray()
         done = set(read_runs(out).column("run_key").to_pylist())
         jobs = plan_jobs(spec)
@@ -237,7 +243,7 @@ def run_experiment(spec: ExperimentSpec, out, *, progress: bool = True, echo=pri
         if done:
             echo(f"resumed: {len(done)} of {len(jobs)} runs already stored")
         target = spec.training.learning_rate if spec.training.lr_units != "absolute" else np.nan
-        bar = _progress(progress, len(jobs), len(jobs) - len(todo))
+        bar = progress_bar(progress, len(jobs), len(jobs) - len(todo))
         resources = spec.resources.build()
         batch = _max_batch(todo, resources)
         pending = submit_jobs(todo, resources=resources, max_batch=batch) if todo else []

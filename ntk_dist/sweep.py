@@ -186,7 +186,9 @@ def prepare_output(spec: SweepSpec, out: Path, *, resume: bool = False) -> None:
 
 
 @contextmanager
-def _exclusive(out: Path):
+def exclusive_lock(out: Path):
+    """Hold an exclusive ``flock`` on ``OUT/.lock`` (module docstring), or raise
+    ValueError naming ``out`` when another driver holds it."""
     fh = open(out / ".lock", "a+")
     try:
         fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -240,7 +242,7 @@ def run_sweep(
 
     out = output_dir(spec, out)
     prepare_output(spec, out, resume=resume)
-    with _exclusive(out), disk_full_as_usage_error(out):
+    with exclusive_lock(out), disk_full_as_usage_error(out):
         # Under our flock no other driver uses the journal, so a lock file left by a
         # driver killed mid-write is stale; Optuna would otherwise wait 30 s for it. A
         # line cut short (full disk) would make the next append unreadable: trim it.
@@ -254,7 +256,7 @@ def run_sweep(
         if settled:
             echo(f"resumed: settled {settled} interrupted trial(s)")
         total = _effective_trials(spec) * spec.training.seeds
-        bar = _progress(progress, total, len(done))
+        bar = progress_bar(progress, total, len(done))
         new = 0
         try:
             while (trials := _next_round(spec, study)) is not None:
@@ -421,7 +423,8 @@ def _estimates(runs: pa.Table, spec: SweepSpec) -> str:
     return "; ".join(f"n={w}: " + ",".join(v) for w, v in sorted(parts.items()))
 
 
-def _progress(enabled: bool, total: int, initial: int):
+def progress_bar(enabled: bool, total: int, initial: int):
+    """A tqdm bar of runs on stderr, or None when ``enabled`` is false."""
     if not enabled:
         return None
     from tqdm import tqdm

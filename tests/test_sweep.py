@@ -15,7 +15,7 @@ import yaml
 
 from ntk_dist.spec import parse_spec
 from ntk_dist.store import RUN_SCHEMA, read_runs
-from ntk_dist.sweep import _exclusive, run_sweep
+from ntk_dist.sweep import exclusive_lock, run_sweep
 
 TOY = {
     "name": "toy_test",
@@ -108,7 +108,7 @@ def test_changed_spec_refuses_the_directory(toy_sweep):
 
 
 def test_second_driver_on_a_busy_directory_is_refused(toy_sweep):
-    with _exclusive(toy_sweep.out_dir):
+    with exclusive_lock(toy_sweep.out_dir):
         with pytest.raises(ValueError, match="in use by another ntk-dist run"):
             run_sweep(parse_spec(TOY), toy_sweep.out_dir, progress=False)
 
