@@ -76,8 +76,8 @@ class ExperimentTraining(_Section):
       learning_rate: eta in the units of ``lr_units`` (module docstring).
       lr_units: ``"absolute"``, ``"lambda_inf"`` or ``"lambda0"``.
       seeds: network seeds 0..seeds-1 per width.
-      record_points: about this many record steps, dense early, log-spaced later
-        (``ntk_dist.train.record_schedule``); or ``record_steps`` explicitly.
+      record_points: log-spaced record steps after the dense first 32
+        (``ntk_dist.train.record_schedule(steps, num=record_points)``).
       record_steps: explicit record steps (0 and T are always added).
       predict_test: record f(x_test) at each record step.
       test_ntk: record Theta_hat(x_test[0], x_test) at each record step.
