@@ -32,26 +32,28 @@ lambda0, as in the sweeps).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Annotated, Literal
 
 import jax
 import numpy as np
 import pyarrow as pa
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from .data import load
 from .execute import submit_jobs
 from .kernels import fc_kernel
-from .phases import label_runs
 from .predict import nngp_posterior, ntk_gp
-from .spec import DataSection, ModelSection, PosFloat, ResourcesSection, Steps
+from .spec import (
+    DataSection,
+    ModelSection,
+    PosFloat,
+    ResourcesSection,
+    Steps,
+    _Section,
+    _Spec,
+)
 from .store import (
-    add_run_columns,
-    append_runs,
     disk_full_as_usage_error,
     read_runs,
     write_table_atomic,
@@ -62,10 +64,6 @@ EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scali
 
 #: Seeds per width: the sweeps' bound (a typo such as 10**6 is refused, not planned).
 Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class ExperimentTraining(_Section):
@@ -113,7 +111,7 @@ class ExperimentTraining(_Section):
         return record_schedule(self.steps, num=self.record_points)
 
 
-class ExperimentSpec(_Section):
+class ExperimentSpec(_Spec):
     """A fixed-grid experiment (module docstring); loaded from YAML like a sweep spec."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -148,14 +146,6 @@ class ExperimentSpec(_Section):
                 f"({self.data.n_train})"
             )
         return self
-
-    def spec_hash(self) -> str:
-        """sha256 of the spec's content (the output directory excluded)."""
-        body = self.model_dump(mode="json", exclude={"output"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 def lambda_inf(spec: ExperimentSpec) -> float:
@@ -228,42 +218,25 @@ def run_experiment(spec: ExperimentSpec, out, *, progress: bool = True, echo=pri
     (``ntk-dist run`` does); this takes the directory's lock, trains the missing jobs as
     Ray tasks (results appended as each batch finishes) and writes the reference.
     """
-    import ray
-
     from .runtime import ensure_ray
-    from .sweep import exclusive_lock, progress_bar
+    from .sweep import exclusive_lock, progress_bar, store_finished_batches
 
     out = Path(out)
     with exclusive_lock(out), disk_full_as_usage_error(out):
         ensure_ray()
         done = set(read_runs(out).column("run_key").to_pylist())
         jobs = plan_jobs(spec)
-        index = {job.tag: i for i, job in enumerate(jobs)}
         todo = [job for job in jobs if job.tag not in done]
         if done:
             echo(f"resumed: {len(done)} of {len(jobs)} runs already stored")
         target = spec.training.learning_rate if spec.training.lr_units != "absolute" else np.nan
+        meta = {job.tag: (i, 0, target) for i, job in enumerate(jobs)}  # trial, round, target
         bar = progress_bar(progress, len(jobs), len(jobs) - len(todo))
         resources = spec.resources.build()
         batch = _max_batch(todo, resources)
         pending = submit_jobs(todo, resources=resources, max_batch=batch) if todo else []
         try:
-            while pending:
-                ready, pending = ray.wait(pending, num_returns=1)
-                table = ray.get(ready[0])
-                keys = table.column("tag").to_pylist()
-                table = add_run_columns(
-                    table,
-                    sweep=spec.name,
-                    spec_hash=spec.spec_hash(),
-                    trial=[index[k] for k in keys],
-                    round=[0] * len(keys),
-                    target_eta_lambda0=[target] * len(keys),
-                    phase=label_runs(table).to_pylist(),
-                )
-                append_runs(out, table)
-                if bar is not None:
-                    bar.update(len(keys))
+            store_finished_batches(pending, out, spec, meta, bar)
         finally:
             if bar is not None:
                 bar.close()

@@ -203,7 +203,19 @@ class ResourcesSection(_Section):
         return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
 
 
-class SweepSpec(_Section):
+class _Spec(_Section):
+    """A whole spec file (sweep or experiment): identity and serialisation."""
+
+    def spec_hash(self) -> str:
+        """sha256 of the spec's content (the output directory excluded)."""
+        body = self.model_dump(mode="json", exclude={"output"})
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class SweepSpec(_Spec):
     """A whole sweep (module docstring)."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
@@ -242,14 +254,6 @@ class SweepSpec(_Section):
             resolution=s.resolution,
             seed=s.seed,
         )
-
-    def spec_hash(self) -> str:
-        """sha256 of the spec's content (the output directory excluded)."""
-        body = self.model_dump(mode="json", exclude={"output"})
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-
-    def to_yaml(self) -> str:
-        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
 def parse_spec(data, source: str = "<spec>"):

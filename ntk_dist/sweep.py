@@ -373,23 +373,22 @@ def _next_round(spec: SweepSpec, study: optuna.Study):
     return out
 
 
-def _train_round(spec, study, trials, out: Path, done: set, bar) -> int:
+def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> list[str]:
+    """Append each Ray batch of ``pending`` to ``OUT/runs/`` as soon as it finishes.
+
+    Its rows get the sweep columns (``meta[run_key]`` = (trial, round,
+    target_eta_lambda0), the spec's name and hash, the phase labels), so a crash loses at
+    most the batches still training.
+
+    Returns:
+      The stored run keys, in the order they landed.
+    """
     import ray
 
-    meta = {}
-    jobs = []
-    for trial in trials:
-        for seed, key in enumerate(_keys(spec, trial.params)):
-            meta[key] = (trial.number, trial.user_attrs["round"], trial.params[ETA_PARAM])
-            if key not in done:
-                w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
-                jobs.append(make_job(spec, w, e, seed, key))
-    pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
-    new = 0
+    stored = []
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         table = ray.get(ready[0])
-        rows = table.num_rows
         keys = table.column("tag").to_pylist()
         table = add_run_columns(
             table,
@@ -401,17 +400,31 @@ def _train_round(spec, study, trials, out: Path, done: set, bar) -> int:
             phase=label_runs(table).to_pylist(),
         )
         append_runs(out, table)
-        done.update(keys)
-        new += rows
+        stored += keys
         if bar is not None:
-            bar.update(rows)
+            bar.update(len(keys))
+    return stored
+
+
+def _train_round(spec, study, trials, out: Path, done: set, bar) -> int:
+    meta = {}
+    jobs = []
+    for trial in trials:
+        for seed, key in enumerate(_keys(spec, trial.params)):
+            meta[key] = (trial.number, trial.user_attrs["round"], trial.params[ETA_PARAM])
+            if key not in done:
+                w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
+                jobs.append(make_job(spec, w, e, seed, key))
+    pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
+    stored = store_finished_batches(pending, out, spec, meta, bar)
+    done.update(stored)
     runs = read_runs(out)
     for trial in trials:
         phases = _phases_of(runs, _keys(spec, trial.params))
         _tell(study, trial.number, phases)
     if bar is not None:
         bar.set_postfix_str(_estimates(runs, spec))
-    return new
+    return len(stored)
 
 
 def _estimates(runs: pa.Table, spec: SweepSpec) -> str:
