@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 # then the finite-vs-infinite kernel demo.
 demo: $(STAMP)
 	$(PY) -m ntk_dist run sweeps/demo.yaml --out results/demo_sweep
-	$(PY) -m ntk_dist.demo --out results/demo
+	$(PY) -m ntk_dist.cli.demo --out results/demo
 
 test: $(STAMP)
 	$(PY) -m pytest -q

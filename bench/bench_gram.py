@@ -2,7 +2,7 @@
 
 Usage: python bench/bench_gram.py N [TILE ...]
 Same run, same inputs (d = 32, relu, depth 2, float32): in-process ``fc_kernel``,
-then ``ntk_dist.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE,
+then ``ntk_dist.distributed.gram`` on a 2-CPU local Ray with the automatic tile, then each TILE,
 each twice (cold, then warm).
 Prints JSON lines with wall seconds and the ratio to the in-process time.
 """
@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 from ntk_dist import fc_kernel, gram
-from ntk_dist.gram import TileResources, _cluster_shape, auto_tile
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.gram import TileResources, _cluster_shape, auto_tile
+from ntk_dist.distributed.runtime import ensure_ray
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1, get=("ntk",))
 

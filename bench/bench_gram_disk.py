@@ -13,7 +13,7 @@ import time
 import numpy as np
 
 from ntk_dist import gram
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.runtime import ensure_ray
 
 
 def main():

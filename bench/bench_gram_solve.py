@@ -26,7 +26,7 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from ntk_dist.solve import kernel_regression, symmetric_blocks  # noqa: E402
+from ntk_dist.theory.solve import kernel_regression, symmetric_blocks  # noqa: E402
 
 KERNEL = dict(depth=1, activation="relu", sigma_w=1.5, sigma_b=0.1)
 DIAG_REG, TARGET = 1e-6, 1e-6

@@ -17,8 +17,8 @@ import time
 import numpy as np
 
 from ntk_dist import fc_kernel, gram
-from ntk_dist.gram import TileResources, _cluster_shape, auto_tile
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.gram import TileResources, _cluster_shape, auto_tile
+from ntk_dist.distributed.runtime import ensure_ray
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1, get=("ntk",))
 

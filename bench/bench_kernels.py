@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_dist.kernels import fc_kernel
+from ntk_dist.theory.kernels import fc_kernel
 
 
 def _best(fn, repeats: int) -> float:

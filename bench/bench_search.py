@@ -1,7 +1,7 @@
 """Runs needed to locate both toy boundaries to 1%: BoundarySampler vs a uniform grid.
 
 Both searches train real toy networks with the engine (full-batch GD, one sample x = 1,
-y = 0, each run's own lambda0, step budget from :func:`ntk_dist.phases.step_budget`)
+y = 0, each run's own lambda0, step budget from :func:`ntk_dist.analysis.phases.step_budget`)
 at one width, with ``--seeds`` runs per point. A boundary counts as located when the
 bracket around its estimate (last run of the lower phase, first run of the upper
 phase) is narrower than ``--resolution`` relative (b / a - 1), and the estimate is
@@ -9,7 +9,7 @@ within that resolution of the exact edge (2 and 4).
 
 - grid: geometric grid over [eta_low, eta_high] with ratio 1 + resolution, the
   coarsest uniform (in log eta) grid that brackets any boundary to that resolution.
-- boundary: Optuna ask/tell with :class:`ntk_dist.search.BoundarySampler`, rounds of
+- boundary: Optuna ask/tell with :class:`ntk_dist.study.search.BoundarySampler`, rounds of
   ``--parallel`` trials, stopped as soon as both brackets are resolved.
 
     PYTHONPATH=. python bench/bench_search.py [--width 4096 --seeds 2]
@@ -27,13 +27,13 @@ import numpy as np
 import optuna
 import pyarrow as pa
 
-from ntk_dist.boundaries import estimate_boundaries
-from ntk_dist.data import DataSpec
-from ntk_dist.execute import run_jobs
-from ntk_dist.networks import CatapultToy, FCNetwork
-from ntk_dist.phases import label_runs, step_budget
-from ntk_dist.search import ETA_PARAM, WIDTH_PARAM, BoundarySampler
-from ntk_dist.train import TrainJob
+from ntk_dist.analysis.boundaries import estimate_boundaries
+from ntk_dist.analysis.phases import label_runs, step_budget
+from ntk_dist.distributed.execute import run_jobs
+from ntk_dist.engine.data import DataSpec
+from ntk_dist.engine.train import TrainJob
+from ntk_dist.models.networks import CatapultToy, FCNetwork
+from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, BoundarySampler
 
 EDGES = {"lazy_catapult": 2.0, "catapult_divergent": 4.0}
 DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)

@@ -1,3 +1,3 @@
-from .cli import main
+from ntk_dist.cli import main
 
 raise SystemExit(main())

@@ -17,7 +17,7 @@ def ray_local():
     """A local Ray instance (2 CPUs, 127.0.0.1, dashboard off), started once per session."""
     import ray
 
-    from ntk_dist.runtime import ensure_ray
+    from ntk_dist.distributed.runtime import ensure_ray
 
     started = ensure_ray(num_cpus=2)
     yield ray

@@ -1,4 +1,4 @@
-"""Ensemble statistics against answers known by construction (ntk_dist.analysis)."""
+"""Ensemble statistics against answers known by construction (ntk_dist.analysis.stats)."""
 
 import math
 
@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from scipy import stats
 
-from ntk_dist.analysis import (
+from ntk_dist.analysis.stats import (
     SCALING_QUANTITIES,
     compare_to_gp,
     ensemble_stats,

@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ntk_dist.boundaries import BOUNDARY_SCHEMA, estimate_boundaries
-from ntk_dist.data import DataSpec
-from ntk_dist.execute import run_jobs
-from ntk_dist.networks import CatapultToy
-from ntk_dist.train import TrainJob
+from ntk_dist.analysis.boundaries import BOUNDARY_SCHEMA, estimate_boundaries
+from ntk_dist.distributed.execute import run_jobs
+from ntk_dist.engine.data import DataSpec
+from ntk_dist.engine.train import TrainJob
+from ntk_dist.models.networks import CatapultToy
 
 DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)
 # A coarse grid plus points on either side of each edge, as a sweep's bisection leaves them.

@@ -82,9 +82,9 @@ def _chaos(tmp: Path, seed: int) -> dict:
     import yaml
     from ray.cluster_utils import Cluster
 
-    from ntk_dist.runtime import ensure_ray
-    from ntk_dist.spec import parse_spec
-    from ntk_dist.sweep import run_sweep
+    from ntk_dist.distributed.runtime import ensure_ray
+    from ntk_dist.study.spec import parse_spec
+    from ntk_dist.study.sweep import run_sweep
 
     rng = random.Random(seed)
     t0 = time.monotonic()
@@ -155,7 +155,7 @@ def _chaos(tmp: Path, seed: int) -> dict:
 
 @pytest.mark.slow
 def test_worker_and_driver_sigkills_lose_and_duplicate_nothing(tmp_path):
-    from ntk_dist.store import read_runs
+    from ntk_dist.study.results import read_runs
 
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     proc = subprocess.Popen(

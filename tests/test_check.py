@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ntk_dist.check import check_results
 from ntk_dist.cli import main
-from ntk_dist.spec import parse_spec
-from ntk_dist.store import read_runs
-from ntk_dist.sweep import run_sweep
+from ntk_dist.study.check import check_results
+from ntk_dist.study.results import read_runs
+from ntk_dist.study.spec import parse_spec
+from ntk_dist.study.sweep import run_sweep
 
 TINY = {
     "name": "check_test",

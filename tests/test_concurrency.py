@@ -14,9 +14,9 @@ import pytest
 import yaml
 
 from ntk_dist.cli import main as cli_main
-from ntk_dist.spec import parse_spec
-from ntk_dist.store import read_runs
-from ntk_dist.sweep import run_sweep
+from ntk_dist.study.results import read_runs
+from ntk_dist.study.spec import parse_spec
+from ntk_dist.study.sweep import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,8 +39,8 @@ def _spec(name, width, seeds, n_trials=6):
 # starts Ray under the lock), so Ray's daemons outlive its SIGKILL.
 _LOCAL_DRIVER = """
 import sys
-from ntk_dist.spec import load_spec
-from ntk_dist.sweep import run_sweep
+from ntk_dist.study.spec import load_spec
+from ntk_dist.study.sweep import run_sweep
 run_sweep(load_spec(sys.argv[1]), sys.argv[2], progress=False)
 """
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ntk_dist.data import DATASETS, DataSpec, load
+from ntk_dist.engine.data import DATASETS, DataSpec, load
 
 
 @pytest.mark.parametrize("name", [n for n in DATASETS if n not in ("single", "digits")])

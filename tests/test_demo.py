@@ -5,7 +5,7 @@ import math
 
 import pytest
 
-from ntk_dist.demo import kernel_demo
+from ntk_dist.cli.demo import kernel_demo
 
 
 def test_kernel_demo_small_run_agrees_with_the_ntk_gp(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from jax.flatten_util import ravel_pytree
 
-from ntk_dist.empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
-from ntk_dist.networks import CatapultToy, FCNetwork
+from ntk_dist.models.empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
+from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 
 def _points(n, d, seed):

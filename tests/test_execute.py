@@ -8,11 +8,17 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ntk_dist.data import DataSpec
-from ntk_dist.execute import Resources, estimate_bytes, plan_batches, run_jobs, submit_jobs
-from ntk_dist.networks import CatapultToy, FCNetwork
-from ntk_dist.records import RECORD_SCHEMA
-from ntk_dist.train import TrainJob, train
+from ntk_dist.distributed.execute import (
+    Resources,
+    estimate_bytes,
+    plan_batches,
+    run_jobs,
+    submit_jobs,
+)
+from ntk_dist.engine.data import DataSpec
+from ntk_dist.engine.records import RECORD_SCHEMA
+from ntk_dist.engine.train import TrainJob, train
+from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 SINGLE = DataSpec(name="single", n_train=1, dim=1)
 GAUSS = DataSpec(name="gaussian", n_train=4, dim=3, n_test=2)

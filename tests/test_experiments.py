@@ -6,10 +6,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from ntk_dist import empirical_ntk, fc_kernel, initial_params
-from ntk_dist.data import DataSpec, load
-from ntk_dist.experiments import ExperimentSpec, lambda_inf, plan_jobs, run_experiment
-from ntk_dist.spec import load_spec, parse_spec
-from ntk_dist.sweep import prepare_output
+from ntk_dist.engine.data import DataSpec, load
+from ntk_dist.study.experiments import run_experiment
+from ntk_dist.study.spec import ExperimentSpec, load_spec, parse_spec
 
 REPRODUCTIONS = [
     "finite_vs_infinite",
@@ -57,20 +56,19 @@ def test_test_grids():
 
 def test_lambda_inf_units_give_one_absolute_rate():
     spec = _spec()
-    lam = lambda_inf(spec)
+    lam = spec.lambda_inf()
     x = load(spec.data.build()).x_train
     theta = np.asarray(fc_kernel(x, depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05).ntk)
     assert lam == pytest.approx(np.linalg.eigvalsh(theta)[-1] / 5, rel=1e-12)
-    etas = [job.learning_rate for job in plan_jobs(spec)]
+    etas = [job.learning_rate for job in spec.jobs()]
     assert etas == [pytest.approx(1.0 / lam, rel=1e-12)] * 24
-    assert {job.lr_units for job in plan_jobs(spec)} == {"absolute"}
+    assert {job.lr_units for job in spec.jobs()} == {"absolute"}
 
 
 def test_ensemble_matches_ntk_gp_and_resumes(ray_local, tmp_path):
     """science.md §6.2 at small size: 24 networks of width 128 against the NTK-GP at the
     same gradient-descent step, with standard errors from the ensemble itself."""
     spec = _spec()
-    prepare_output(spec, tmp_path)
     runs = run_experiment(spec, tmp_path, progress=False)
     assert runs.num_rows == 24 and len(set(runs.column("run_key").to_pylist())) == 24
     ref = pq.read_table(tmp_path / "reference.parquet").to_pandas()
@@ -110,13 +108,12 @@ def test_ntk_convergence_small(ray_local, tmp_path):
             ),
         )
     )
-    prepare_output(spec, tmp_path)
     runs = run_experiment(spec, tmp_path, progress=False)
     ref = pq.read_table(tmp_path / "reference.parquet").to_pandas().sort_values("index")
     widths = np.array(runs["width"].to_pylist())
     first = np.array([r[0] for r in runs["test_ntk"].to_pylist()])  # at initialisation
     # The recorded row is Theta_hat(x_test[0], x_test) of the job's own initial network.
-    job = {j.tag: j for j in plan_jobs(spec)}[runs["run_key"][0].as_py()]
+    job = {j.tag: j for j in spec.jobs()}[runs["run_key"][0].as_py()]
     x = load(job.data).x_test
     at_init = np.asarray(empirical_ntk(job.model, initial_params(job), x[:1], x)).ravel()
     np.testing.assert_allclose(first[0], at_init, rtol=1e-10)

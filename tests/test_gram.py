@@ -1,5 +1,6 @@
 """Tiled Ray Grams equal the single-process kernels; failure, resume and bad input."""
 
+import importlib
 import json
 import os
 import signal
@@ -15,10 +16,13 @@ import pytest
 
 from ntk_dist import FCNetwork, empirical_gram, empirical_ntk, fc_kernel, gram, ntk_matrix
 from ntk_dist.cli import main as cli_main
-from ntk_dist.gram import LOG, auto_tile, is_complete
+from ntk_dist.core.tiling import BYTES_PER_ENTRY
+from ntk_dist.distributed.gram import LOG, auto_tile, is_complete
 from tests.tolerances import atol
 
-gram_module = sys.modules["ntk_dist.gram"]  # the package exports the function gram under this name
+gram_module = importlib.import_module(
+    "ntk_dist.distributed.gram"
+)  # the package exports the function gram under this name
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
@@ -83,7 +87,7 @@ def test_auto_tile_balances_and_respects_memory():
     assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9) == 512
     assert auto_tile(16384, 16384, square=True, workers=2, worker_memory=8e9, gpu=True) == 2048
     small = auto_tile(16384, 16384, square=True, workers=2, worker_memory=64e6)
-    assert small**2 * gram_module._BYTES_PER_ENTRY <= 0.5 * 64e6
+    assert small**2 * BYTES_PER_ENTRY <= 0.5 * 64e6
     assert auto_tile(100, 100, square=True, workers=8, worker_memory=8e9) == 128
 
 
@@ -187,8 +191,8 @@ _DRIVER = """
 import sys, numpy as np, jax
 jax.config.update("jax_enable_x64", True)
 from ntk_dist import gram
-from ntk_dist.gram import _DiskSink
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.gram import _DiskSink
+from ntk_dist.distributed.runtime import ensure_ray
 _DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
 ensure_ray(num_cpus=2)
 x = np.random.default_rng(0).normal(size=(1100, 8))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ntk_dist import Activation, FCNetwork, empirical_ntk, fc_kernel, get_activation
-from ntk_dist.kernels import DEFAULT_TILE
+from ntk_dist.theory.kernels import DEFAULT_TILE
 
 # Three inputs with different norms, one nearly anti-aligned with another.
 X = np.array([[1.0, 0.5, -0.3, 0.2], [-0.9, -0.4, 0.5, 0.1], [0.3, -1.2, 0.8, 1.5]])

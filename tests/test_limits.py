@@ -7,6 +7,7 @@ through a file, and for real on a small tmpfs (skipped where mounting is not per
 """
 
 import errno
+import importlib
 import os
 import re
 import subprocess
@@ -21,16 +22,17 @@ import yaml
 
 from ntk_dist import fc_kernel, gram
 from ntk_dist.cli import main as cli_main
-from ntk_dist.execute import estimate_bytes, run_jobs
-from ntk_dist.gram import LOG, is_complete
-from ntk_dist.spec import parse_spec
-from ntk_dist.store import read_runs, trim_torn_line
-from ntk_dist.sweep import make_job, run_sweep
+from ntk_dist.core.files import trim_torn_line
+from ntk_dist.distributed.execute import estimate_bytes, run_jobs
+from ntk_dist.distributed.gram import LOG, is_complete
+from ntk_dist.study.results import read_runs
+from ntk_dist.study.spec import parse_spec
+from ntk_dist.study.sweep import run_sweep
 from tests.tolerances import atol
 
-store_module = sys.modules["ntk_dist.store"]
-gram_module = sys.modules["ntk_dist.gram"]
-execute_module = sys.modules["ntk_dist.execute"]
+files_module = importlib.import_module("ntk_dist.core.files")
+gram_module = importlib.import_module("ntk_dist.distributed.gram")
+execute_module = importlib.import_module("ntk_dist.distributed.execute")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
@@ -101,19 +103,19 @@ def _assert_nothing_partial(out: Path) -> None:
 
 def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monkeypatch, capsys):
     out, spec_path = tmp_path / "out", _spec_file(tmp_path)
-    real = store_module._write_atomic
+    real = files_module.write_atomic
 
-    def disk_fills_at_second_part(path, mode, write):
+    def disk_fills_at_second_part(path, write, **kw):
         if Path(path).name.startswith("part-") and list(Path(path).parent.glob("part-*")):
 
             def torn(fh):  # half a file, then the disk is full
                 fh.write(b"PAR1\0\0\0\0")
                 raise NO_SPACE
 
-            return real(path, mode, torn)
-        return real(path, mode, write)
+            return real(path, torn, **kw)
+        return real(path, write, **kw)
 
-    monkeypatch.setattr(store_module, "_write_atomic", disk_fills_at_second_part)
+    monkeypatch.setattr(files_module, "write_atomic", disk_fills_at_second_part)
     assert cli_main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert f"no space left on the device holding {out}" in err
@@ -212,8 +214,8 @@ _GRAM_DRIVER = """
 import sys
 import numpy as np
 from ntk_dist.cli import main
-from ntk_dist.gram import _DiskSink
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.gram import _DiskSink
+from ntk_dist.distributed.runtime import ensure_ray
 _DiskSink._FLUSH_S = -1.0  # log every tile
 ensure_ray(address=sys.argv[1])
 sys.exit(main(sys.argv[2:]))
@@ -269,7 +271,7 @@ def test_trim_torn_line(tmp_path):
 
 
 def test_in_memory_gram_too_large_is_refused_before_work(monkeypatch):
-    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: 2**20)
+    monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: 2**20)
     monkeypatch.setattr(gram_module, "_compute_tile", None)  # no tile may run
     with pytest.raises(ValueError, match="more than half the 0.0 GiB of free memory; pass out="):
         gram(np.zeros((400, 8)), **CFG)  # 2 x 400^2 float64 = 2.4 MiB
@@ -277,7 +279,7 @@ def test_in_memory_gram_too_large_is_refused_before_work(monkeypatch):
 
 def _toy_jobs(n, width=4096):
     spec = parse_spec({**TINY, "model": {"kind": "toy", "widths": [width]}})
-    return [make_job(spec, width, 1.0 + 0.1 * i, 0, f"j{i}") for i in range(n)]
+    return [spec.job(width, 1.0 + 0.1 * i, 0, f"j{i}") for i in range(n)]
 
 
 def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
@@ -290,7 +292,7 @@ def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
         sizes.append(len(batch))
         return real(batch)
 
-    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: 2 * need + 1)
+    monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: 2 * need + 1)
     monkeypatch.setattr(execute_module, "train_batch", recording)
     table = run_jobs(jobs)
     assert sizes == [2, 2, 2] and table.column("tag").to_pylist() == [j.tag for j in jobs]
@@ -300,8 +302,8 @@ def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
 def test_training_job_too_large_is_refused_before_it_starts(ray_local, monkeypatch, backend):
     jobs = _toy_jobs(2)
     need = estimate_bytes(jobs[0])
-    monkeypatch.setattr("ntk_dist.runtime.available_memory", lambda: need - 1)
-    monkeypatch.setattr("ntk_dist.runtime.worker_memory", lambda: need - 1)
+    monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: need - 1)
+    monkeypatch.setattr("ntk_dist.distributed.runtime.worker_memory", lambda: need - 1)
     monkeypatch.setattr(execute_module, "train_batch", None)  # nothing may train
     monkeypatch.setattr(execute_module, "_batch_task", None)
     with pytest.raises(ValueError, match="training job of width 4096 on 1 points needs about"):
@@ -309,7 +311,7 @@ def test_training_job_too_large_is_refused_before_it_starts(ray_local, monkeypat
 
 
 def test_the_free_memory_probe_reads_this_machine():
-    from ntk_dist.runtime import available_memory
+    from ntk_dist.distributed.runtime import available_memory
 
     total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     assert 0 < available_memory() <= total

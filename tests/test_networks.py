@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_dist.networks import CatapultToy, FCNetwork, param_count
+from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
 
 
 def test_fc_forward_matches_handwritten_ntk_parameterisation():

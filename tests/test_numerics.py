@@ -9,9 +9,8 @@ import yaml
 
 from ntk_dist import NumericalWarning, fc_kernel, float32_check, kernel_regression
 from ntk_dist.cli import main
-from ntk_dist.predict import linearized_predict, nngp_posterior, ntk_gp
-from ntk_dist.spec import parse_spec
-from ntk_dist.sweep import make_job
+from ntk_dist.study.spec import parse_spec
+from ntk_dist.theory.predict import linearized_predict, nngp_posterior, ntk_gp
 
 KERNEL = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 
@@ -86,7 +85,7 @@ F32 = {
 
 def test_float32_training_check_compares_lambda0_and_loss_with_float64(tmp_path, capsys):
     spec = parse_spec(F32)
-    job = make_job(spec, 64, 1.0, 0, "t")
+    job = spec.job(64, 1.0, 0, "t")
     report = float32_check(job)
     assert report.ok and report.rel_error < 1e-4
     np.testing.assert_allclose(*report.lambda0, rtol=1e-4)

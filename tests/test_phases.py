@@ -4,11 +4,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from ntk_dist.data import DataSpec
-from ntk_dist.execute import run_jobs
-from ntk_dist.networks import CatapultToy
-from ntk_dist.phases import PHASES, label_runs, phase_codes, step_budget
-from ntk_dist.train import TrainJob
+from ntk_dist.analysis.phases import PHASES, label_runs, phase_codes, step_budget
+from ntk_dist.distributed.execute import run_jobs
+from ntk_dist.engine.data import DataSpec
+from ntk_dist.engine.train import TrainJob
+from ntk_dist.models.networks import CatapultToy
 
 
 def _oracle_record(n, eta_lambda0, steps, *, f0=1.0, lambda0=2.0, factor=1e3):

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from ntk_dist.empirical import empirical_ntk, ntk_matrix, sharpness
-from ntk_dist.networks import FCNetwork
-from ntk_dist.predict import (
+from ntk_dist.models.empirical import empirical_ntk, ntk_matrix, sharpness
+from ntk_dist.models.networks import FCNetwork
+from ntk_dist.theory.predict import (
     critical_learning_rate,
     linearized_predict,
     max_learning_rate,
@@ -349,7 +349,7 @@ def test_other_entry_points_reject_bad_input():
 
 def test_public_names_are_exported():
     import ntk_dist
-    from ntk_dist import predict
+    from ntk_dist.theory import predict
 
     names = ("GaussianPrediction", "Trajectory", "critical_learning_rate", "linearized_predict")
     names += ("max_learning_rate", "nngp_posterior", "ntk_gp")

@@ -9,11 +9,11 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ntk_dist.analysis import compare_to_gp, width_scaling
-from ntk_dist.boundaries import estimate_boundaries
+from ntk_dist.analysis.boundaries import estimate_boundaries
+from ntk_dist.analysis.stats import compare_to_gp, width_scaling
 from ntk_dist.cli import main
-from ntk_dist.report import write_report
-from ntk_dist.store import RUN_SCHEMA, append_runs, read_runs
+from ntk_dist.study.report import write_report
+from ntk_dist.study.results import RUN_SCHEMA, append_runs, read_runs
 
 STEPS = [0, 1, 10, 100]
 X_TEST = np.linspace(0.0, 1.0, 21)

@@ -19,7 +19,7 @@ import json, os
 import ray  # imported before ntk_dist on purpose: Ray reads its settings at import
 import psutil  # the copy Ray ships (ray/thirdparty_files, on sys.path once ray is imported)
 from ray._private.authentication.authentication_utils import is_token_auth_enabled
-from ntk_dist.runtime import ensure_ray
+from ntk_dist.distributed.runtime import ensure_ray
 
 ensure_ray(num_cpus=1)
 ray.get(ray.remote(lambda: 1).remote())

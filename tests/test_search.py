@@ -8,7 +8,7 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from ntk_dist.search import (
+from ntk_dist.study.search import (
     ETA_PARAM,
     SAMPLERS,
     WIDTH_PARAM,

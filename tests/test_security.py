@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ntk_dist.spec import load_spec
+from ntk_dist.study.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(

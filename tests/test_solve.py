@@ -5,8 +5,8 @@ import pytest
 from scipy.linalg import solve
 
 from ntk_dist import fc_kernel, kernel_regression
-from ntk_dist.numerics import NumericalWarning
-from ntk_dist.solve import (
+from ntk_dist.theory.numerics import NumericalWarning
+from ntk_dist.theory.solve import (
     dense_solve,
     kernel_matvec,
     nystrom_factor,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from ntk_dist.cli import main
-from ntk_dist.spec import load_spec, parse_spec
+from ntk_dist.study.spec import load_spec, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = {

@@ -5,13 +5,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ntk_dist import store
-from ntk_dist.store import (
+from ntk_dist.core.files import write_table_atomic
+from ntk_dist.study import results as store
+from ntk_dist.study.results import (
     RUN_SCHEMA,
     append_runs,
     read_runs,
     schema_markdown,
-    write_table_atomic,
 )
 
 _FILL = {
@@ -114,8 +114,8 @@ def test_atomic_replace_keeps_a_whole_file(tmp_path):
 def test_readme_documents_the_schemas_as_declared():
     from pathlib import Path
 
-    from ntk_dist.boundaries import BOUNDARY_SCHEMA
-    from ntk_dist.records import RECORD_SCHEMA
+    from ntk_dist.analysis.boundaries import BOUNDARY_SCHEMA
+    from ntk_dist.engine.records import RECORD_SCHEMA
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     sweep_columns = pa.schema([f for f in RUN_SCHEMA if f.name not in RECORD_SCHEMA.names])

@@ -13,9 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from ntk_dist.spec import parse_spec
-from ntk_dist.store import RUN_SCHEMA, read_runs
-from ntk_dist.sweep import exclusive_lock, run_sweep
+from ntk_dist.core.files import exclusive_lock
+from ntk_dist.study.results import RUN_SCHEMA, read_runs
+from ntk_dist.study.spec import parse_spec
+from ntk_dist.study.sweep import run_sweep
 
 TOY = {
     "name": "toy_test",
@@ -186,7 +187,8 @@ def test_crash_between_ask_and_round_attrs_with_stale_journal_lock(ray_local, tm
     # and Optuna's journal lock left behind by a killed writer.
     from optuna.trial import TrialState
 
-    from ntk_dist.sweep import _distributions, open_study, prepare_output
+    from ntk_dist.study.results import prepare_output
+    from ntk_dist.study.trials import distributions, open_study
 
     tiny = parse_spec(
         {
@@ -202,7 +204,7 @@ def test_crash_between_ask_and_round_attrs_with_stale_journal_lock(ray_local, tm
     prepare_output(tiny, out)
     study = open_study(tiny, out)
     study.set_user_attr("round_plan", [0, 3])
-    study.ask(_distributions(tiny)).set_user_attr("round", 0)  # killed before round_size
+    study.ask(distributions(tiny)).set_user_attr("round", 0)  # killed before round_size
     (out / "study.journal.lock").symlink_to(out / "gone")
 
     start = time.time()

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 from tolerances import rtol
 
-from ntk_dist.data import DataSpec, load
-from ntk_dist.empirical import empirical_ntk
-from ntk_dist.networks import CatapultToy, FCNetwork
-from ntk_dist.records import RECORD_SCHEMA
-from ntk_dist.train import TrainJob, initial_params, record_schedule, train, train_batch
+from ntk_dist.engine.data import DataSpec, load
+from ntk_dist.engine.records import RECORD_SCHEMA
+from ntk_dist.engine.train import TrainJob, initial_params, record_schedule, train, train_batch
+from ntk_dist.models.empirical import empirical_ntk
+from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 TOY_STEPS = 200
 TOY_RATES = {64: (0.5, 1.9, 2.5, 3.5), 4096: (0.5, 1.5, 1.9, 2.5, 3.0, 3.5, 4.5)}

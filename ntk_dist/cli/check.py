@@ -1,7 +1,7 @@
 """``ntk-dist check OUT``: verify a sweep, experiment or Gram output directory.
 
 Exit code 0 with a one-line summary when the directory is consistent; exit code 2
-with one line per problem, each naming the file, otherwise (``ntk_dist.check``).
+with one line per problem, each naming the file, otherwise (``ntk_dist.study.check``).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 
 
 def _check(args) -> int:
-    from ..check import check_results
+    from ntk_dist.study.check import check_results
 
     report = check_results(args.out)
     if not report.problems:

@@ -2,7 +2,7 @@
 
 Reads X1 (and optionally X2) from ``.npy`` (shape (N, d)) or Parquet (every column
 numeric, one row per point), writes ``OUT/nngp.npy`` and/or ``OUT/ntk.npy`` with a
-checkpoint (``ntk_dist.gram``): rerunning an interrupted command resumes it, and a
+checkpoint (``ntk_dist.distributed.gram``): rerunning an interrupted command resumes it, and a
 complete output is replaced only with ``--overwrite``. Exit code 2 on bad input,
 before any work.
 """
@@ -53,7 +53,7 @@ _NUMERIC_IDS = _numeric_ids()
 def _run(args) -> int:
     import jax
 
-    from ..gram import gram
+    from ntk_dist.distributed.gram import gram
 
     x1 = read_inputs(args.x1, "--x1")
     x2 = None if args.x2 is None else read_inputs(args.x2, "--x2")

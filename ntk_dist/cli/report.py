@@ -1,6 +1,6 @@
 """``ntk-dist report OUT``: figures and ``OUT/report.md`` from the Parquet results alone.
 
-``OUT`` is one experiment or sweep directory, or a root of several (``ntk_dist.report``).
+``OUT`` is one experiment or sweep directory, or a root of several (``ntk_dist.study.report``).
 Nothing is trained. A missing or corrupt input file is named and the exit code is 2,
 before anything is written.
 """
@@ -12,7 +12,7 @@ def _run(args) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ..report import write_report
+    from ntk_dist.study.report import write_report
 
     rep = write_report(args.out, n_boot=args.n_boot)
     print(rep.text)

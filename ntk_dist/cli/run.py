@@ -17,21 +17,22 @@ def _quiet(verbose: bool) -> None:
 
 def _run(args) -> int:
     _quiet(args.verbose)
-    from ..experiments import ExperimentSpec, run_experiment
-    from ..runtime import ensure_ray
-    from ..spec import load_spec
-    from ..sweep import output_dir, plan_text, prepare_output, run_sweep, summary_table
+    from ntk_dist.distributed.runtime import ensure_ray
+    from ntk_dist.study.experiments import run_experiment
+    from ntk_dist.study.results import output_dir, prepare_output
+    from ntk_dist.study.spec import ExperimentSpec, load_spec
+    from ntk_dist.study.sweep import run_sweep, summary_table
 
     spec = load_spec(args.spec)
     out = output_dir(spec, args.out)
     if args.dry_run:
-        print(plan_text(spec))
+        print(spec.describe_plan())
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
     prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
     ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     if isinstance(spec, ExperimentSpec):
-        runs = run_experiment(spec, out, progress=not args.no_progress)
+        runs = run_experiment(spec, out, resume=args.resume, progress=not args.no_progress)
         print(f"{runs.num_rows} runs in {out / 'runs'}; reference: {out / 'reference.parquet'}")
         print(f"draw the figures with: ntk-dist report {out}")
         return 0

@@ -1,6 +1,6 @@
 """``ntk-dist validate SPEC``: check a sweep spec and print its plan; runs nothing.
 
-For a float32 spec it also runs ``ntk_dist.float32_check`` on one network of the
+For a float32 spec it also runs ``ntk_dist.engine.precision.float32_check`` on one network of the
 sweep (the smallest width, if it has at most ``_CHECK_MAX_PARAMS`` parameters): lambda0
 and the step-0 loss in float32 against float64, reported in one line.
 """
@@ -14,13 +14,12 @@ def _float32_line(spec) -> str:
     import jax
     import numpy as np
 
-    from ..networks import param_count
-    from ..numerics import float32_check
-    from ..sweep import make_job
+    from ntk_dist.engine.precision import float32_check
+    from ntk_dist.models.networks import param_count
 
     width = min(spec.model.widths)
     eta = float(np.sqrt(np.prod(spec.search.eta_lambda0)))
-    job = make_job(spec, width, eta, 0, "float32-check")
+    job = spec.job(width, eta, 0, "float32-check")
     shapes = jax.eval_shape(lambda: job.model.init(jax.random.PRNGKey(0), spec.data.dim))
     if param_count(shapes) > _CHECK_MAX_PARAMS:
         return f"  float32 check: skipped (width {width} is too large to evaluate here)"
@@ -33,12 +32,11 @@ def _float32_line(spec) -> str:
 
 
 def _validate(args) -> int:
-    from ..spec import SweepSpec, load_spec
-    from ..sweep import plan_text
+    from ntk_dist.study.spec import SweepSpec, load_spec
 
     spec = load_spec(args.spec)
     print(f"{args.spec}: valid")
-    print(plan_text(spec))
+    print(spec.describe_plan())
     if isinstance(spec, SweepSpec) and spec.training.dtype == "float32":
         print(_float32_line(spec))
     return 0

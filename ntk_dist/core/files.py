@@ -1,0 +1,151 @@
+"""Files on a local disk, written so that a crash at any moment leaves valid state.
+
+Every writer of ntk_dist goes through this module: one atomic-write helper (one
+temporary-name scheme, ``.tmp-<uuid>-<name>`` beside the target, so ``check`` and
+resume know the only pattern a killed writer can leave), the exclusive directory
+lock, the trim of a torn last line of an append-only log, and the translation of a
+full disk into an error that says what to do.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+#: The one glob a killed atomic writer can leave behind (see :func:`write_atomic`).
+TEMP_PATTERN = ".tmp-*"
+
+#: errno values meaning the file system (or the user's quota on it) is full.
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def temp_path(path) -> Path:
+    """A fresh hidden temporary name beside ``path`` (matches :data:`TEMP_PATTERN`)."""
+    path = Path(path)
+    return path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+
+
+def fsync_dir(path) -> None:
+    """fsync the directory ``path`` (makes a rename or a new file inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_atomic(path, write, *, binary: bool = True) -> Path:
+    """Call ``write(fh)`` on a temporary file beside ``path``, fsync, then rename it onto
+    ``path`` (and fsync the directory): a reader sees the old file or the whole new one,
+    never a partial one (rename is atomic on POSIX file systems)."""
+    path = Path(path)
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb" if binary else "w") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    fsync_dir(path.parent)
+    return path
+
+
+def write_text_atomic(text: str, path) -> Path:
+    """Write ``text`` to ``path`` atomically (:func:`write_atomic`)."""
+    return write_atomic(path, lambda fh: fh.write(text), binary=False)
+
+
+def write_bytes_atomic(data: bytes, path) -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`write_atomic`)."""
+    return write_atomic(path, lambda fh: fh.write(data))
+
+
+def write_table_atomic(table, path) -> Path:
+    """Write the pyarrow ``table`` as Parquet to ``path`` atomically (:func:`write_atomic`)."""
+    import pyarrow.parquet as pq
+
+    return write_atomic(path, lambda fh: pq.write_table(table, fh))
+
+
+def save_figure_atomic(fig, path, *, fmt: str | None = None, dpi: int = 150) -> Path:
+    """``fig.savefig`` to ``path`` atomically: never a half-written figure."""
+    return write_atomic(
+        path, lambda fh: fig.savefig(fh, format=fmt or Path(path).suffix[1:], dpi=dpi)
+    )
+
+
+@contextmanager
+def disk_full_as_usage_error(out):
+    """Report "no space left on device" inside the block as a ValueError saying what to do.
+
+    Writers of this module (and appends of whole lines) leave what is on disk valid when
+    a write fails, so freeing space and rerunning the same command resumes the work.
+    Other OSErrors pass through unchanged.
+
+    Args:
+      out: the output location named in the message when the error names no file.
+    """
+    try:
+        yield
+    except OSError as err:
+        if err.errno not in _NO_SPACE:
+            raise
+        raise ValueError(
+            f"no space left on the device holding {err.filename or out}: free space there "
+            "and rerun the same command to resume (finished work is kept)"
+        ) from None
+
+
+@contextmanager
+def exclusive_lock(out, what: str = "ntk-dist run"):
+    """Hold an exclusive ``flock`` on ``OUT/.lock``, or raise ValueError naming ``out``
+    when another process holds it. The kernel drops the lock when its holder dies, so a
+    crash never leaves a stale lock."""
+    fh = open(Path(out) / ".lock", "a+")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        fh.close()
+        raise ValueError(
+            f"{out} is in use by another {what}; wait for it to finish or choose another --out"
+        ) from None
+    try:
+        yield
+    finally:
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
+
+
+def trim_torn_line(path) -> None:
+    """Cut a partial last line (no newline) off the append-only line log ``path``.
+
+    A write cut short by a full disk or a crash can leave one; the next append would glue
+    it to a new line and corrupt both. Call it as the log's only writer, before appending.
+    """
+    path = Path(path)
+    if not path.exists():
+        return
+    with open(path, "rb+") as fh:
+        end = pos = fh.seek(0, os.SEEK_END)
+        keep = 0
+        while pos > 0:
+            step = min(pos, 1 << 16)
+            fh.seek(pos - step)
+            chunk = fh.read(step)
+            if pos == end and chunk.endswith(b"\n"):
+                return
+            newline = chunk.rfind(b"\n")
+            if newline >= 0:
+                keep = pos - step + newline + 1
+                break
+            pos -= step
+        fh.truncate(keep)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -1,0 +1,275 @@
+"""Running many training jobs: grouping into batches, in-process or as Ray tasks.
+
+The planner groups jobs by :attr:`ntk_dist.engine.train.TrainJob.batch_key` (jobs that can
+share one compiled program) and cuts each group into batches whose estimated memory
+fits a worker (:func:`estimate_bytes`). Each batch is one call of
+:func:`ntk_dist.engine.train.train_batch`, either here (``backend="local"``) or as a Ray task
+(``backend="ray"``). Records depend only on each job's fields (seeds included), never
+on the batch it ran in or the worker that ran it.
+
+Ray tasks and devices (:class:`Resources`):
+
+- ``num_gpus > 0``: the task asks Ray for the GPUs; Ray sets CUDA_VISIBLE_DEVICES, so
+  JAX in the worker sees exactly the devices it was given.
+- ``num_gpus == 0``: the task asks for ``num_cpus`` CPUs and sets ``JAX_PLATFORMS=cpu``
+  (a CPU task on a GPU node must not grab GPU memory). Ray does not pin processes to
+  cores, so the thread count is capped through the environment instead:
+  ``OMP_NUM_THREADS=N`` (BLAS/LAPACK called by XLA's CPU eigendecompositions) and, for
+  N = 1, ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``
+  (XLA:CPU's Eigen matmuls then run on the calling thread). Without these, every
+  1-CPU task would start a thread per machine core and oversubscribe the node. For
+  N > 1 XLA keeps its default pool (one thread per core); prefer one CPU per task and
+  more tasks.
+- Failed tasks are retried (``max_retries``; a task that raised is retried too when
+  ``retry_exceptions``; a worker that died always is).
+
+Memory: batches are cut to fit both ``memory_bytes`` and the memory of the worker that
+will train them (free RAM here for the local backend, the largest Ray node's for CPU
+tasks), and a job that fits no worker on its own is refused before anything trains,
+rather than killed midway (accelerator memory is not probed).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from ntk_dist.core import validate
+from ntk_dist.engine.records import RECORD_SCHEMA
+from ntk_dist.engine.train import TrainJob, train_batch
+from ntk_dist.models.networks import FCNetwork
+
+BACKENDS = ("local", "ray")
+DEFAULT_MEMORY_BYTES = 2 * 2**30
+DEFAULT_MAX_BATCH = 256
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one batch task asks Ray for.
+
+    Attributes:
+      num_cpus: CPUs per task (>= 1 when no GPU; also the thread cap, see module doc).
+      num_gpus: GPUs per task (0 for CPU tasks, 1 for a GPU node's device).
+    """
+
+    num_cpus: int = 1
+    num_gpus: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "num_cpus", validate.positive_int(self.num_cpus, "num_cpus"))
+        object.__setattr__(self, "num_gpus", validate.nonnegative_float(self.num_gpus, "num_gpus"))
+
+    def env_vars(self) -> dict[str, str]:
+        """Environment of the worker process running a batch (see module docstring)."""
+        if self.num_gpus > 0:
+            return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
+        env = {"JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": str(self.num_cpus)}
+        if self.num_cpus == 1:
+            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        return env
+
+
+def estimate_bytes(job: TrainJob) -> int:
+    """Rough peak device memory of one job inside a batch, in bytes.
+
+    Counts the parameter copies live in the scan (theta, theta_0, gradient, velocity;
+    twice that with the linearised twin), the activations of a forward/backward pass
+    over the training set, the dense Theta_hat(X, X) and its per-layer factors, and
+    the recorded trajectories; doubled for XLA temporaries.
+    """
+    itemsize = 8 if job.dtype == "float64" else 4
+    d, k = job.data.dim, job.model.out_dim
+    m = job.data.n_train + job.data.n_test
+    if isinstance(job.model, FCNetwork):
+        sizes = job.model.layer_sizes(d)
+        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        acts = m * sum(sizes) * (k + 2)
+    else:
+        n_params = job.model.width * (d + k)
+        acts = m * job.model.width * (k + 2)
+    copies = 8 if job.linearised else 4
+    mk = job.data.n_train * k
+    records = len(job.record) * (4 + job.data.n_test * k + (job.probe_points * k) ** 2)
+    return 2 * itemsize * (copies * n_params + acts + mk * mk + records)
+
+
+def plan_batches(
+    jobs: Sequence[TrainJob],
+    *,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+) -> list[list[TrainJob]]:
+    """Group jobs that share shapes into batches that fit ``memory_bytes``.
+
+    Args:
+      jobs: TrainJobs in any order.
+      memory_bytes: device memory one batch may use (per worker), > 0.
+      max_batch: most jobs per batch (>= 1).
+
+    Returns:
+      Batches in order of their first job; within a batch, jobs keep their order.
+      A job larger than ``memory_bytes`` on its own still gets a batch of one.
+    """
+    jobs = list(jobs)
+    return [[jobs[i] for i in batch] for batch in _plan(jobs, memory_bytes, max_batch)]
+
+
+def _plan(jobs, memory_bytes, max_batch, free=float("inf")) -> list[list[int]]:
+    """Batches of job indices; ``free``: memory of the worker that will train them (bytes)."""
+    memory_bytes = validate.positive_int(memory_bytes, "memory_bytes")
+    max_batch = validate.positive_int(max_batch, "max_batch")
+    for i, job in enumerate(jobs):
+        if not isinstance(job, TrainJob):
+            raise ValueError(f"jobs[{i}] must be a TrainJob, got {type(job).__name__}")
+    groups: dict[tuple, list[int]] = {}
+    for i, job in enumerate(jobs):
+        groups.setdefault(job.batch_key, []).append(i)
+    batches = []
+    for idx in groups.values():
+        job, need = jobs[idx[0]], estimate_bytes(jobs[idx[0]])
+        if need > free:
+            raise ValueError(
+                f"a training job of width {job.width} on {job.data.n_train} points needs about "
+                f"{need / 2**30:.2f} GiB, more than the {free / 2**30:.2f} GiB of memory of any "
+                "worker; reduce the width or the training set, or use nodes with more memory"
+            )
+        size = max(1, min(max_batch, min(memory_bytes, free) // need))
+        batches += [idx[s : s + size] for s in range(0, len(idx), size)]
+    return batches
+
+
+def slot_batch_size(jobs: Sequence[TrainJob], resources: Resources) -> int:
+    """Jobs per Ray task such that each shape group splits into two batches per task slot
+    of the connected cluster: every worker is busy and a killed task loses at most half a
+    slot's share of the work (the ``max_batch`` experiments train with)."""
+    import ray
+
+    if not jobs:
+        return DEFAULT_MAX_BATCH
+    have = ray.cluster_resources()
+    slots = have.get("CPU", 1.0) // resources.num_cpus
+    if resources.num_gpus:
+        slots = min(slots, have.get("GPU", 0.0) // resources.num_gpus)
+    groups: dict[tuple, int] = {}
+    for job in jobs:
+        groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
+    largest = max(groups.values())
+    return int(min(DEFAULT_MAX_BATCH, max(1, -(-largest // max(1, 2 * slots)))))
+
+
+def _free_memory(backend: str, resources: Resources | None) -> float:
+    """Memory a batch may take on its worker: free RAM here (local backend on CPU), the
+    largest Ray node's (CPU tasks), unknown (infinity) for accelerator memory."""
+    import jax
+
+    from ntk_dist.distributed.runtime import available_memory, ensure_ray, worker_memory
+
+    if backend == "local":
+        return available_memory() if jax.default_backend() == "cpu" else float("inf")
+    if isinstance(resources, Resources) and resources.num_gpus > 0:
+        return float("inf")
+    ensure_ray()
+    return worker_memory()
+
+
+def run_jobs(
+    jobs: Sequence[TrainJob],
+    *,
+    backend: str = "local",
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    resources: Resources | None = None,
+    max_retries: int = 3,
+    retry_exceptions: bool = True,
+) -> pa.Table:
+    """Train every job and return one record per job.
+
+    Args:
+      jobs: TrainJobs (validated when built).
+      backend: ``"local"`` (batches one after another in this process) or ``"ray"``
+        (one Ray task per batch, on the Ray instance this process is connected to;
+        a local loopback one is started by :func:`ntk_dist.distributed.runtime.ensure_ray` if none).
+      memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
+      resources, max_retries, retry_exceptions: Ray task options, see :func:`submit_jobs`.
+
+    Returns:
+      pa.Table in RECORD_SCHEMA, rows in the order of ``jobs``.
+
+    Raises:
+      ValueError: before anything trains, if one job needs more memory than a worker has.
+    """
+    validate.choice(backend, "backend", BACKENDS)
+    jobs = list(jobs)
+    if not jobs:
+        return RECORD_SCHEMA.empty_table()
+    plan = _plan(jobs, memory_bytes, max_batch, _free_memory(backend, resources))
+    if backend == "local":
+        tables = [train_batch([jobs[i] for i in batch]) for batch in plan]
+    else:
+        import ray
+
+        refs = _submit(jobs, plan, resources, max_retries, retry_exceptions)
+        tables = ray.get(refs)
+    order = np.argsort(np.concatenate([np.asarray(b, np.int64) for b in plan]), kind="stable")
+    return pa.concat_tables(tables).take(pa.array(order))
+
+
+def submit_jobs(
+    jobs: Sequence[TrainJob],
+    *,
+    memory_bytes: int = DEFAULT_MEMORY_BYTES,
+    max_batch: int = DEFAULT_MAX_BATCH,
+    resources: Resources | None = None,
+    max_retries: int = 3,
+    retry_exceptions: bool = True,
+) -> list:
+    """Submit the batches of :func:`plan_batches` as Ray tasks without waiting.
+
+    Args:
+      jobs: TrainJobs.
+      memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
+      resources: CPUs/GPUs per task (default: 1 CPU, no GPU).
+      max_retries: Ray retries of a failed task (>= 0).
+      retry_exceptions: also retry tasks that raised (not only dead workers).
+
+    Returns:
+      list of ray.ObjectRef, one per batch in ``plan_batches(jobs, ...)`` order; each
+      resolves to a pa.Table in RECORD_SCHEMA with that batch's rows (match rows to
+      jobs by ``tag``).
+
+    Raises:
+      ValueError: before anything is submitted, if one job needs more memory than any
+        worker has.
+    """
+    jobs = list(jobs)
+    plan = _plan(jobs, memory_bytes, max_batch, _free_memory("ray", resources))
+    return _submit(jobs, plan, resources, max_retries, retry_exceptions)
+
+
+def _submit(jobs, plan, resources, max_retries, retry_exceptions):
+    import ray
+
+    from ntk_dist.distributed.runtime import ensure_ray
+
+    resources = Resources() if resources is None else resources
+    if not isinstance(resources, Resources):
+        raise ValueError(f"resources must be a Resources, got {type(resources).__name__}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
+    ensure_ray()
+    task = ray.remote(_batch_task).options(
+        num_cpus=resources.num_cpus,
+        num_gpus=resources.num_gpus,
+        max_retries=max_retries,
+        retry_exceptions=bool(retry_exceptions),
+        runtime_env={"env_vars": resources.env_vars()},
+    )
+    return [task.remote([jobs[i] for i in batch]) for batch in plan]
+
+
+def _batch_task(jobs: list[TrainJob]) -> pa.Table:
+    return train_batch(jobs)

@@ -1,0 +1,586 @@
+"""Training many finite networks at once: one jitted, vmapped ``lax.scan`` per batch.
+
+Conventions (docs/theory.md §3-§5): loss L = 1/(2m) sum_alpha ||f(x_alpha) - y_alpha||^2,
+updates theta <- theta - eta grad L, sharpness lambda = top eigenvalue of
+Theta_hat(X, X) / m measured on each job's own network, and learning rates reported as
+eta * lambda0. A :class:`TrainJob` with ``lr_units="lambda0"`` gives eta * lambda0; the
+batch first measures lambda0 for every job (vmapped) and then sets eta = lr / lambda0.
+
+Jobs that share every shape (model, data shapes, optimiser, steps, record schedule,
+options; :attr:`TrainJob.batch_key`) train together in :func:`train_batch`: the seeds,
+learning rates, momenta and data arrays are stacked along a leading axis and one
+compiled program advances them all. A job's record is a function of its own fields
+only: batching changes nothing but the floating-point order of XLA's batched kernels.
+
+Divergence rule (docs/theory.md §5 pitfalls: catapult peaks are O(n) in loss). A job
+diverges at the first step t whose train loss is non-finite or exceeds
+
+    divergence_factor * n * max(1, loss_initial),
+
+with n the largest hidden width. Toy catapult peaks stay below ~n * loss scale, so the
+default factor 1e3 never calls a catapult divergent, while a divergent run (loss
+growing geometrically) crosses it within a few dozen steps. From that step on the
+job is frozen inside the scan (masked updates): its values are NaN in the records and
+its neighbours in the batch are untouched.
+
+The linearised twin (docs/theory.md §4, ``linearised=True``): f_lin(x; theta) = f(x; theta_0)
++ J(x; theta_0)(theta - theta_0), trained with the same optimiser, eta and minibatches;
+``sup_lin_gap`` = sup over every step t of ||f_t(X) - f_lin,t(X)||_F on the training
+inputs, tracked until either model diverges.
+
+Cost per step and job: one forward and backward pass (two with ``linearised``, whose
+tangent pass doubles it again), plus a full-batch forward for the tracked loss under SGD;
+at each record step one sharpness (dense: O((mk)^2 n) per layer to build Theta_hat and
+O((mk)^3) eigvalsh; Lanczos above 2048 rows). Memory per job: a few copies of the
+parameters (theta, theta_0, velocity, twin) plus the records.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pyarrow as pa
+
+from ntk_dist.core import validate
+from ntk_dist.engine.data import DataSpec, load
+from ntk_dist.engine.records import RECORD_SCHEMA
+from ntk_dist.models.empirical import SHARPNESS_METHODS, empirical_ntk, sharpness
+from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
+
+OPTIMIZERS = ("gd", "sgd", "momentum")
+LR_UNITS = ("absolute", "lambda0")
+DTYPES = ("float32", "float64")
+DEFAULT_MOMENTUM = 0.9
+
+
+def record_schedule(steps: int, *, dense: int = 32, num: int = 64) -> tuple[int, ...]:
+    """Steps at which a run is recorded: every step up to ``dense``, then log-spaced.
+
+    Args:
+      steps: number of optimiser steps T >= 1.
+      dense: record every step 0..dense (catapults happen in the first ~log n steps).
+      num: about ``num`` further points, geometrically spaced from ``dense`` to T.
+
+    Returns:
+      Sorted unique ints, always starting at 0 and ending at T.
+    """
+    steps = validate.positive_int(steps, "steps")
+    head = np.arange(min(dense, steps) + 1)
+    tail = np.geomspace(max(dense, 1), steps, num) if steps > dense else np.array([])
+    return tuple(int(s) for s in np.unique(np.concatenate([head, np.rint(tail), [steps]])))
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """One finite-width training run.
+
+    Attributes:
+      model: :class:`FCNetwork` or :class:`CatapultToy`; its out_dim must equal the
+        data's target dimension.
+      data: :class:`DataSpec`.
+      learning_rate: > 0; eta itself (``lr_units="absolute"``) or eta * lambda0
+        (``lr_units="lambda0"``, lambda0 measured on this job's network at init).
+      steps: optimiser steps T >= 1.
+      seed: network seed (>= 0): initialisation and SGD minibatches.
+      lr_units: ``"absolute"`` or ``"lambda0"``.
+      optimizer: ``"gd"`` (full batch), ``"sgd"`` (minibatches of ``batch_size``
+        drawn without replacement each step), ``"momentum"`` (heavy ball,
+        v <- mu v - eta g, theta <- theta + v; full batch unless ``batch_size``).
+      batch_size: minibatch size for ``"sgd"`` (required) and ``"momentum"``
+        (optional), 1 <= batch_size <= n_train; must be None for ``"gd"``.
+      momentum: mu in [0, 1) for ``"momentum"`` (default 0.9); None/0 otherwise.
+      record: steps at which trajectories are recorded (default
+        :func:`record_schedule` (steps)); 0 and T are always included.
+      probe_points: record Theta_hat(P, P) on the first ``probe_points`` training
+        inputs at each record step (0: off).
+      predict_test: record f(x_test) at each record step (needs test data).
+      test_ntk: record the row Theta_hat(x_test[0], x_test) at each record step (needs
+        test data; docs/theory.md §6.3 with x_test[0] = x0). Cost per record step: the
+        structured empirical NTK of 1 x n_test points (FCNetwork), O(n_test k^2 n L).
+      linearised: train the linearised twin and record ``sup_lin_gap``.
+      dtype: ``"float32"`` or ``"float64"`` for parameters, data and arithmetic. The
+        initial parameters are drawn in float32 and cast, so a seed gives the same
+        network in both.
+      sharpness_method: ``"auto"``, ``"dense"`` or ``"lanczos"`` (see
+        :func:`ntk_dist.models.empirical.sharpness`).
+      divergence_factor: the divergence rule's factor (module docstring), > 0.
+      tag: opaque string copied to the record.
+    """
+
+    model: FCNetwork | CatapultToy
+    data: DataSpec
+    learning_rate: float
+    steps: int
+    seed: int = 0
+    lr_units: str = "absolute"
+    optimizer: str = "gd"
+    batch_size: int | None = None
+    momentum: float | None = None
+    record: tuple[int, ...] | None = None
+    probe_points: int = 0
+    predict_test: bool = False
+    test_ntk: bool = False
+    linearised: bool = False
+    dtype: str = "float64"
+    sharpness_method: str = "auto"
+    divergence_factor: float = 1e3
+    tag: str = ""
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        if not isinstance(self.model, (FCNetwork, CatapultToy)):
+            raise ValueError(
+                f"model must be an FCNetwork or a CatapultToy, got {type(self.model).__name__}"
+            )
+        if not isinstance(self.data, DataSpec):
+            raise ValueError(f"data must be a DataSpec, got {type(self.data).__name__}")
+        if self.model.out_dim != self.data.out_dim:
+            raise ValueError(
+                f"model.out_dim ({self.model.out_dim}) must equal the targets' dimension of "
+                f"data {self.data.name!r} ({self.data.out_dim})"
+            )
+        set_(self, "learning_rate", validate.positive_float(self.learning_rate, "learning_rate"))
+        set_(self, "steps", validate.positive_int(self.steps, "steps"))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)):
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed!r}")
+        set_(self, "seed", int(self.seed))
+        validate.choice(self.lr_units, "lr_units", LR_UNITS)
+        validate.choice(self.optimizer, "optimizer", OPTIMIZERS)
+        validate.choice(self.dtype, "dtype", DTYPES)
+        validate.choice(self.sharpness_method, "sharpness_method", SHARPNESS_METHODS)
+        set_(self, "batch_size", self._checked_batch_size())
+        set_(self, "momentum", self._checked_momentum())
+        set_(self, "record", self._checked_record())
+        if isinstance(self.probe_points, bool) or not isinstance(self.probe_points, int):
+            raise ValueError(f"probe_points must be an integer >= 0, got {self.probe_points!r}")
+        if not 0 <= self.probe_points <= self.data.n_train:
+            raise ValueError(
+                f"probe_points must be in [0, data.n_train={self.data.n_train}], "
+                f"got {self.probe_points}"
+            )
+        if self.predict_test and self.data.n_test == 0:
+            raise ValueError("predict_test=True needs test data: set data.n_test >= 1")
+        if self.test_ntk and self.data.n_test == 0:
+            raise ValueError("test_ntk=True needs test data: set data.n_test >= 1")
+        set_(
+            self,
+            "divergence_factor",
+            validate.positive_float(self.divergence_factor, "divergence_factor"),
+        )
+        if not isinstance(self.tag, str):
+            raise ValueError(f"tag must be a string, got {type(self.tag).__name__}")
+
+    def _checked_batch_size(self):
+        bs = self.batch_size
+        if bs is None:
+            if self.optimizer == "sgd":
+                raise ValueError("batch_size is required for optimizer='sgd'; or use 'gd'")
+            return None
+        bs = validate.positive_int(bs, "batch_size")
+        if bs > self.data.n_train:
+            raise ValueError(
+                f"batch_size ({bs}) must be <= data.n_train ({self.data.n_train}); "
+                "lower batch_size or use more data"
+            )
+        if self.optimizer == "gd":
+            raise ValueError("batch_size must be None for optimizer='gd' (full batch); use 'sgd'")
+        return bs
+
+    def _checked_momentum(self) -> float:
+        if self.optimizer != "momentum":
+            if self.momentum not in (None, 0, 0.0):
+                raise ValueError(
+                    f"momentum is only used with optimizer='momentum', got momentum="
+                    f"{self.momentum!r} with optimizer={self.optimizer!r}"
+                )
+            return 0.0
+        if self.momentum is None:
+            return DEFAULT_MOMENTUM
+        mu = validate.nonnegative_float(self.momentum, "momentum")
+        if mu >= 1:
+            raise ValueError(f"momentum must be in [0, 1), got {self.momentum!r}")
+        return mu
+
+    def _checked_record(self) -> tuple[int, ...]:
+        if self.record is None:
+            return record_schedule(self.steps)
+        try:
+            steps = [int(s) for s in self.record]
+        except (TypeError, ValueError):
+            raise ValueError(f"record must be a sequence of steps, got {self.record!r}") from None
+        if any(s < 0 or s > self.steps for s in steps):
+            raise ValueError(f"record steps must lie in [0, steps={self.steps}], got {steps}")
+        return tuple(sorted(set(steps) | {0, self.steps}))
+
+    @property
+    def width(self) -> int:
+        """Largest hidden width n (the scale of catapult peaks)."""
+        return self.model.width if isinstance(self.model, CatapultToy) else max(self.model.widths)
+
+    @property
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys train together in one compiled program."""
+        d = self.data
+        return (
+            self.model,
+            (d.n_train, d.n_test, d.dim, d.out_dim),
+            self.steps,
+            self.record,
+            self.optimizer,
+            self.batch_size,
+            self.lr_units,
+            self.probe_points,
+            self.predict_test,
+            self.test_ntk,
+            self.linearised,
+            self.dtype,
+            self.sharpness_method,
+        )
+
+
+class _Static(NamedTuple):
+    """The compile-time part of a batch (hashable)."""
+
+    model: FCNetwork | CatapultToy
+    intervals: tuple[int, ...]
+    optimizer: str
+    batch_size: int | None
+    lr_in_lambda0: bool
+    probe_points: int
+    predict_test: bool
+    test_ntk: bool
+    linearised: bool
+    sharpness_method: str
+    width: int
+
+
+def _tree_where(cond, a, b):
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(cond, u, v), a, b)
+
+
+def _tree_norm(tree):
+    return jnp.sqrt(sum(jnp.sum(leaf**2) for leaf in jax.tree_util.tree_leaves(tree)))
+
+
+def _half_mse(f, y):
+    return 0.5 * jnp.sum((f - y) ** 2) / y.shape[0]
+
+
+def _keys(key):
+    """(initialisation key, minibatch key) of a job's PRNGKey(seed)."""
+    return jax.random.split(key)
+
+
+def _init(model, key, in_dim, dtype):
+    # Drawn in float32 and cast, so that a seed names the same network in either dtype.
+    params = model.init(key, in_dim, jnp.float32)
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+
+
+def initial_params(job: TrainJob):
+    """The parameters theta_0 of ``job``'s network at initialisation (its dtype).
+
+    Training starts from exactly these (same seed derivation), so a record can be
+    reproduced or extended from them.
+    """
+    with jax.enable_x64(job.dtype == "float64"):
+        init_key, _ = _keys(jax.random.PRNGKey(job.seed))
+        return _init(job.model, init_key, job.data.dim, jnp.dtype(job.dtype))
+
+
+def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
+    """Train one job; vmapped over every argument after ``cfg``."""
+    model = cfg.model
+    apply = model.apply
+    init_key, batch_key = _keys(key)
+    params0 = _init(model, init_key, x.shape[1], x.dtype)
+    nan = jnp.asarray(jnp.nan, x.dtype)
+    lam = lambda p: sharpness(model, p, x, method=cfg.sharpness_method)
+
+    lambda0 = lam(params0)
+    eta = lr / lambda0 if cfg.lr_in_lambda0 else lr
+    loss0 = _half_mse(apply(params0, x), y)
+    threshold = factor * cfg.width * jnp.maximum(1.0, loss0)
+
+    def value_and_grad(fn, p, weights):
+        """Tracked full-batch loss, outputs f(X) and the gradient of the minibatch loss.
+
+        The minibatch loss is 1/2 sum_i w_i ||f_i - y_i||^2 with w_i = 1/b on the batch
+        rows and 0 elsewhere (w = 1/m for full-batch GD): one pass over X serves both.
+        """
+
+        def objective(q):
+            f = fn(q)
+            return 0.5 * jnp.sum(weights[:, None] * (f - y) ** 2), f
+
+        (_, f), g = jax.value_and_grad(objective, has_aux=True)(p)
+        return _half_mse(f, y), f, g
+
+    def update(p, vel, g):
+        if cfg.optimizer == "momentum":
+            vel = jax.tree_util.tree_map(lambda v, gi: mu * v - eta * gi, vel, g)
+            return jax.tree_util.tree_map(jnp.add, p, vel), vel
+        return jax.tree_util.tree_map(lambda q, gi: q - eta * gi, p, g), vel
+
+    f_train = lambda p: apply(p, x)
+    if cfg.linearised:
+        # docs/theory.md §4: f_lin(theta) = f(theta_0) + J(theta_0)(theta - theta_0); linearize
+        # once, so each step costs one tangent pass (and its transpose) over X.
+        f_init, jvp_init = jax.linearize(f_train, params0)
+        f_lin = lambda p: f_init + jvp_init(jax.tree_util.tree_map(jnp.subtract, p, params0))
+
+    def track(s, loss_t, t):
+        bad = ~jnp.isfinite(loss_t) | (loss_t > threshold)
+        was = s["diverged"]
+        higher = ~(was | bad) & (loss_t > s["peak"])
+        s = dict(s)
+        s["peak"] = jnp.where(higher, loss_t, s["peak"])
+        s["peak_step"] = jnp.where(higher, t, s["peak_step"])
+        s["div_step"] = jnp.where(bad & ~was, t, s["div_step"])
+        s["diverged"] = was | bad
+        return s
+
+    def step(_, s):
+        t = s["t"]
+        weights = jnp.full(x.shape[0], 1.0 / x.shape[0], x.dtype)
+        if cfg.batch_size is not None:
+            k = jax.random.fold_in(batch_key, t)
+            idx = jax.random.choice(k, x.shape[0], (cfg.batch_size,), replace=False)
+            weights = jnp.zeros_like(weights).at[idx].set(1.0 / cfg.batch_size)
+        loss_t, f_t, g = value_and_grad(f_train, s["params"], weights)
+        s = track(s, loss_t, t)
+        frozen = s["diverged"]
+        new, vel = update(s["params"], s["vel"], g)
+        s["params"] = _tree_where(frozen, s["params"], new)
+        s["vel"] = _tree_where(frozen, s["vel"], vel)
+        if cfg.linearised:
+            loss_l, fl_t, g_l = value_and_grad(f_lin, s["lin"], weights)
+            lin_bad = s["lin_div"] | ~jnp.isfinite(loss_l) | (loss_l > threshold)
+            gap = jnp.sqrt(jnp.sum((f_t - fl_t) ** 2))
+            s["gap"] = jnp.where(lin_bad | frozen, s["gap"], jnp.maximum(s["gap"], gap))
+            new_l, vel_l = update(s["lin"], s["lin_vel"], g_l)
+            s["lin"] = _tree_where(lin_bad, s["lin"], new_l)
+            s["lin_vel"] = _tree_where(lin_bad, s["lin_vel"], vel_l)
+            s["lin_div"] = lin_bad
+        s["t"] = t + 1
+        return s
+
+    def record(s):
+        p, dead = s["params"], s["diverged"]
+        out = {
+            "train_loss": _half_mse(apply(p, x), y),
+            "lambda_t": lam(p),
+        }
+        if xt.shape[0]:
+            out["test_loss"] = _half_mse(apply(p, xt), yt)
+        if cfg.predict_test:
+            out["test_pred"] = apply(p, xt).ravel()
+        if cfg.test_ntk:
+            out["test_ntk"] = empirical_ntk(model, p, xt[:1], xt).ravel()
+        if cfg.probe_points:
+            out["probe_ntk"] = empirical_ntk(model, p, x[: cfg.probe_points]).ravel()
+        return {name: jnp.where(dead, nan, v) for name, v in out.items()}
+
+    # Only heavy-ball momentum has a velocity; gd/sgd carry an empty tree, which saves a
+    # parameter-sized buffer (1.2 GB for a width-10000 depth-4 network in float32).
+    if cfg.optimizer == "momentum":
+        zeros = jax.tree_util.tree_map(jnp.zeros_like, params0)
+    else:
+        zeros = ()
+    state = {
+        "params": params0,
+        "vel": zeros,
+        "t": jnp.asarray(0, jnp.int32),
+        "diverged": jnp.asarray(False),
+        "div_step": jnp.asarray(-1, jnp.int32),
+        "peak": jnp.asarray(-jnp.inf, x.dtype),
+        "peak_step": jnp.asarray(0, jnp.int32),
+    }
+    if cfg.linearised:
+        state.update(lin=params0, lin_vel=zeros, lin_div=jnp.asarray(False), gap=0.0 * loss0)
+
+    def interval(s, n):
+        s = jax.lax.fori_loop(0, n, step, s)
+        return s, record(s)
+
+    first = record(state)
+    state, rest = jax.lax.scan(interval, state, jnp.asarray(cfg.intervals, jnp.int32))
+    records = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
+    state = track(state, _half_mse(apply(state["params"], x), y), state["t"])
+
+    summary = {
+        "lambda0": lambda0,
+        "eta": eta,
+        "loss_initial": loss0,
+        "loss_peak": state["peak"],
+        "peak_step": state["peak_step"],
+        "diverged": state["diverged"],
+        "diverged_step": state["div_step"],
+        "param_change": _tree_norm(jax.tree_util.tree_map(jnp.subtract, state["params"], params0))
+        / _tree_norm(params0),
+    }
+    if cfg.linearised:
+        summary["sup_lin_gap"] = state["gap"]
+    return summary, records
+
+
+@partial(jax.jit, static_argnums=(0, 1))
+def _run_batch(cfg: _Static, chunk: int, *args):
+    run = lambda a: partial(_run_one, cfg)(*a)
+    return jax.lax.map(run, args, batch_size=chunk)
+
+
+#: On CPUs a vmapped chunk's training state should stay cache-resident: batching
+#: members whose parameters overflow the cache makes every step memory-bound (measured:
+#: 100 width-512 erf nets vmapped together ran 2-3x slower per member than one at a time).
+_CPU_CHUNK_BYTES = 8 * 2**20
+
+
+def _chunk(job: TrainJob, n_jobs: int) -> int:
+    if jax.default_backend() != "cpu":
+        return n_jobs
+    itemsize = 8 if job.dtype == "float64" else 4
+    n_params = param_count(jax.eval_shape(lambda: initial_params(job)))
+    state = n_params * itemsize * (8 if job.linearised else 4)
+    return max(1, min(n_jobs, _CPU_CHUNK_BYTES // state))
+
+
+def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
+    """Train jobs that share a :attr:`TrainJob.batch_key`, in one compiled program.
+
+    Args:
+      jobs: non-empty sequence of :class:`TrainJob` with equal ``batch_key`` (group
+        arbitrary jobs with :func:`ntk_dist.distributed.execute.plan_batches`).
+      chunk_size: jobs per vmapped chunk (None: automatic, see below).
+
+    Returns:
+      pa.Table in :data:`ntk_dist.engine.records.RECORD_SCHEMA`, one row per job, in order.
+
+    The batch runs as ``lax.map`` over chunks of ``chunk_size`` jobs, each chunk one
+    vmapped program (default: the whole batch on accelerators; on CPU as many jobs as
+    keep the training state within ~8 MiB of cache). Chunking changes nothing but
+    floating-point order.
+
+    Runs under float64 when the jobs ask for it (``jax.enable_x64`` is scoped to this
+    call) and with "highest" matmul precision, so float32 on GPUs is true float32
+    rather than TF32. Memory: all jobs' parameters and records are resident at once.
+    """
+    jobs = list(jobs)
+    if not jobs:
+        raise ValueError("jobs must not be empty")
+    if chunk_size is not None:
+        chunk_size = validate.positive_int(chunk_size, "chunk_size")
+    for i, job in enumerate(jobs):
+        if not isinstance(job, TrainJob):
+            raise ValueError(f"jobs[{i}] must be a TrainJob, got {type(job).__name__}")
+        if job.batch_key != jobs[0].batch_key:
+            raise ValueError(
+                f"jobs[{i}] differs in shape/options from jobs[0] and cannot share a batch; "
+                "group jobs with ntk_dist.distributed.execute.plan_batches"
+            )
+    head = jobs[0]
+    cfg = _Static(
+        model=head.model,
+        intervals=tuple(int(d) for d in np.diff(head.record)),
+        optimizer=head.optimizer,
+        batch_size=head.batch_size,
+        lr_in_lambda0=head.lr_units == "lambda0",
+        probe_points=head.probe_points,
+        predict_test=head.predict_test,
+        test_ntk=head.test_ntk,
+        linearised=head.linearised,
+        sharpness_method=head.sharpness_method,
+        width=head.width,
+    )
+    start = time.perf_counter()
+    with jax.enable_x64(head.dtype == "float64"), jax.default_matmul_precision("highest"):
+        dtype = jnp.dtype(head.dtype)
+        data = [load(job.data) for job in jobs]
+        stack = lambda name: jnp.asarray(np.stack([getattr(d, name) for d in data]), dtype)
+        keys = jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs])
+        col = lambda name: jnp.asarray([getattr(job, name) for job in jobs], dtype)
+        summary, records = _run_batch(
+            cfg,
+            _chunk(head, len(jobs)) if chunk_size is None else chunk_size,
+            keys,
+            stack("x_train"),
+            stack("y_train"),
+            stack("x_test"),
+            stack("y_test"),
+            col("learning_rate"),
+            col("momentum"),
+            col("divergence_factor"),
+        )
+        summary, records = jax.device_get((summary, records))
+    wall = (time.perf_counter() - start) / len(jobs)
+    return _to_table(jobs, summary, records, wall)
+
+
+def _to_table(jobs, summary, records, wall) -> pa.Table:
+    head = jobs[0]
+    n = len(jobs)
+    model = head.model
+    fc = isinstance(model, FCNetwork)
+    f64 = lambda a: np.asarray(a, np.float64)
+    lists = lambda a: [list(map(float, row)) for row in f64(a)]
+    nested = lambda a: [[list(map(float, r)) for r in rows] for rows in f64(a)]
+    div = np.asarray(summary["diverged"], bool)
+    lam0 = f64(summary["lambda0"])
+    eta = f64(summary["eta"])
+    cols = {
+        "tag": [job.tag for job in jobs],
+        "model_kind": ["fc" if fc else "toy"] * n,
+        "width": [job.width for job in jobs],
+        "depth": [model.depth if fc else 1] * n,
+        "activation": [model.activation.name if fc else "identity"] * n,
+        "sigma_w": [model.sigma_w if fc else None] * n,
+        "sigma_b": [model.sigma_b if fc else None] * n,
+        "out_dim": [model.out_dim] * n,
+        "dataset": [job.data.name for job in jobs],
+        "n_train": [job.data.n_train for job in jobs],
+        "data_seed": [job.data.seed for job in jobs],
+        "seed": [job.seed for job in jobs],
+        "optimizer": [job.optimizer for job in jobs],
+        "batch_size": [job.batch_size for job in jobs],
+        "momentum": [job.momentum for job in jobs],
+        "steps": [job.steps for job in jobs],
+        "lr_units": [job.lr_units for job in jobs],
+        "dtype": [job.dtype for job in jobs],
+        "learning_rate": eta,
+        "lambda0": lam0,
+        "eta_lambda0": eta * lam0,
+        "loss_initial": f64(summary["loss_initial"]),
+        "loss_peak": f64(summary["loss_peak"]),
+        "peak_step": np.asarray(summary["peak_step"], np.int64),
+        "loss_final": f64(records["train_loss"][:, -1]),
+        "lambda_final": f64(records["lambda_t"][:, -1]),
+        "diverged": div,
+        "diverged_step": [
+            int(s) if d else None for s, d in zip(summary["diverged_step"], div, strict=True)
+        ],
+        "param_change": f64(summary["param_change"]),
+        "sup_lin_gap": f64(summary["sup_lin_gap"]) if head.linearised else [None] * n,
+        "wall_time_s": [wall] * n,
+        "batch_jobs": [n] * n,
+        "record_steps": [list(head.record)] * n,
+        "train_loss": lists(records["train_loss"]),
+        "test_loss": lists(records["test_loss"]) if "test_loss" in records else [None] * n,
+        "lambda_t": lists(records["lambda_t"]),
+        "probe_ntk": nested(records["probe_ntk"]) if head.probe_points else [None] * n,
+        "test_pred": nested(records["test_pred"]) if head.predict_test else [None] * n,
+        "test_ntk": nested(records["test_ntk"]) if head.test_ntk else [None] * n,
+    }
+    return pa.Table.from_pydict(cols, schema=RECORD_SCHEMA)
+
+
+def train(job: TrainJob) -> pa.Table:
+    """Train one job (a batch of one); see :func:`train_batch`."""
+    return train_batch([job])

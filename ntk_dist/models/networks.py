@@ -1,0 +1,143 @@
+"""Finite-width networks: the fully connected net in NTK parameterisation and the catapult toy.
+
+Conventions (docs/theory.md §1): for hidden layers l = 1..L and the readout l = L+1,
+
+    h^{l} = x^{l-1} W^{l} + b^{l},  x^{l} = phi(h^{l}),  x^0 = x,
+    W^{l} = sigma_w / sqrt(n_{l-1}) * w^{l},  b^{l} = sigma_b * beta^{l},  w, beta ~ N(0, 1),
+
+and f(x) = h^{L+1}(x). The trainable parameters are the standard-normal ``w`` and
+``beta`` (stored under keys ``"w"`` and ``"b"``), as in neural-tangents'
+``stax.Dense(..., parameterization='ntk')``.
+
+The catapult toy (Lewkowycz et al. 2020, arXiv 2003.02218, eq. 2):
+f(x) = v^T u x / sqrt(n), u in R^{n x d}, v in R^{n x k}, entries N(0, 1), no biases.
+
+Parameters are pytrees of arrays; ``jax.vmap(model.init, (0, None))(keys, d)``
+gives an ensemble with a leading axis that ``jax.vmap(model.apply)`` consumes.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import jax
+import jax.numpy as jnp
+
+from ntk_dist.core import validate
+from ntk_dist.theory.activations import Activation, get_activation
+
+
+@dataclass(frozen=True)
+class FCNetwork:
+    """Fully connected network, NTK parameterisation (docs/theory.md §1).
+
+    Attributes:
+      widths: hidden widths (n_1, ..., n_L); ``depth`` = L = len(widths) >= 1.
+      out_dim: readout width k.
+      activation: name, ``"leaky_relu:<slope>"``, or :class:`Activation`.
+      sigma_w: weight scale (> 0), shared by the readout.
+      sigma_b: bias scale (>= 0), shared by the readout.
+    """
+
+    widths: tuple[int, ...]
+    out_dim: int = 1
+    activation: Activation = field(default="erf")  # type: ignore[assignment]
+    sigma_w: float = 1.0
+    sigma_b: float = 0.0
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "widths", validate.positive_ints(self.widths, "widths"))
+        set_(self, "out_dim", validate.positive_int(self.out_dim, "out_dim"))
+        set_(self, "activation", get_activation(self.activation))
+        set_(self, "sigma_w", validate.positive_float(self.sigma_w, "sigma_w"))
+        set_(self, "sigma_b", validate.nonnegative_float(self.sigma_b, "sigma_b"))
+
+    @classmethod
+    def make(cls, *, depth: int, width: int, **kw) -> FCNetwork:
+        """``depth`` hidden layers of equal ``width``."""
+        depth = validate.positive_int(depth, "depth")
+        width = validate.positive_int(width, "width")
+        return cls(widths=(width,) * depth, **kw)
+
+    @property
+    def depth(self) -> int:
+        return len(self.widths)
+
+    def layer_sizes(self, in_dim: int) -> tuple[int, ...]:
+        """(n_0, n_1, ..., n_L, k)."""
+        return (in_dim, *self.widths, self.out_dim)
+
+    def init(self, key, in_dim: int, dtype=jnp.float32) -> tuple[dict, ...]:
+        """Standard-normal (w, beta) for every layer.
+
+        Returns:
+          tuple of L + 1 dicts ``{"w": (n_{l-1}, n_l), "b": (n_l,)}``.
+        """
+        sizes = self.layer_sizes(validate.positive_int(in_dim, "in_dim"))
+        keys = jax.random.split(key, 2 * (len(sizes) - 1))
+        return tuple(
+            {
+                "w": jax.random.normal(keys[2 * i], (sizes[i], sizes[i + 1]), dtype),
+                "b": jax.random.normal(keys[2 * i + 1], (sizes[i + 1],), dtype),
+            }
+            for i in range(len(sizes) - 1)
+        )
+
+    def forward(self, params, x):
+        """Post-activations x^0..x^L and pre-activations h^1..h^{L+1}.
+
+        Returns:
+          (xs, hs): lists of arrays, xs[l] of shape (N, n_l), hs[l-1] of shape (N, n_l).
+        """
+        xs, hs = [x], []
+        for i, layer in enumerate(params):
+            scale = self.sigma_w / math.sqrt(layer["w"].shape[0])
+            h = scale * (xs[-1] @ layer["w"]) + self.sigma_b * layer["b"]
+            hs.append(h)
+            if i < len(params) - 1:
+                xs.append(self.activation(h))
+        return xs, hs
+
+    def apply(self, params, x):
+        """Network output f(x) of shape (N, k) for inputs of shape (N, n_0)."""
+        return self.forward(params, x)[1][-1]
+
+
+@dataclass(frozen=True)
+class CatapultToy:
+    """Two-layer linear model f(x) = v^T u x / sqrt(n) (Lewkowycz et al. 2020).
+
+    Attributes:
+      width: hidden width n.
+      out_dim: readout width k (the paper uses k = 1).
+    """
+
+    width: int
+    out_dim: int = 1
+
+    def __post_init__(self):
+        object.__setattr__(self, "width", validate.positive_int(self.width, "width"))
+        object.__setattr__(self, "out_dim", validate.positive_int(self.out_dim, "out_dim"))
+
+    def init(self, key, in_dim: int, dtype=jnp.float32) -> dict:
+        """``{"u": (n, d), "v": (n, k)}`` with N(0, 1) entries."""
+        in_dim = validate.positive_int(in_dim, "in_dim")
+        ku, kv = jax.random.split(key)
+        return {
+            "u": jax.random.normal(ku, (self.width, in_dim), dtype),
+            "v": jax.random.normal(kv, (self.width, self.out_dim), dtype),
+        }
+
+    def apply(self, params, x):
+        """f(x) of shape (N, k) for x of shape (N, d)."""
+        return (x @ params["u"].T) @ params["v"] / math.sqrt(self.width)
+
+
+Model = FCNetwork | CatapultToy
+
+
+def param_count(params) -> int:
+    """Number of trainable scalars in a parameter pytree."""
+    return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

@@ -1,0 +1,60 @@
+"""Training jobs into a results directory: the loop that sweeps and experiments share.
+
+Jobs go to Ray as batch tasks (:func:`ntk_dist.distributed.execute.submit_jobs`); each
+batch is appended to ``OUT/runs/`` as one part file the moment it finishes, with the
+study columns (:func:`ntk_dist.study.results.add_run_columns`) and its phase labels,
+so a crash loses at most the batches still training.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from ntk_dist.analysis.phases import label_runs
+from ntk_dist.study.results import add_run_columns, append_runs
+
+
+def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> list[str]:
+    """Append each Ray batch of ``pending`` to ``OUT/runs/`` as soon as it finishes.
+
+    Args:
+      pending: Ray object refs of record tables (``submit_jobs``).
+      out: the results directory.
+      spec: the sweep or experiment spec (its name and hash go in every row).
+      meta: ``meta[run_key]`` = (trial, round, target_eta_lambda0) of each job.
+      bar: a progress bar (:func:`progress_bar`) or None.
+
+    Returns:
+      The stored run keys, in the order they landed.
+    """
+    import ray
+
+    stored = []
+    while pending:
+        ready, pending = ray.wait(pending, num_returns=1)
+        table = ray.get(ready[0])
+        keys = table.column("tag").to_pylist()
+        table = add_run_columns(
+            table,
+            sweep=spec.name,
+            spec_hash=spec.spec_hash(),
+            trial=[meta[k][0] for k in keys],
+            round=[meta[k][1] for k in keys],
+            target_eta_lambda0=[meta[k][2] for k in keys],
+            phase=label_runs(table).to_pylist(),
+        )
+        append_runs(out, table)
+        stored += keys
+        if bar is not None:
+            bar.update(len(keys))
+    return stored
+
+
+def progress_bar(enabled: bool, total: int, initial: int):
+    """A tqdm bar of runs on stderr, or None when ``enabled`` is false."""
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="run", desc="runs", file=sys.stderr)
