@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test bench lint clean reproduce
+.PHONY: demo test docs bench lint clean reproduce
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -22,8 +22,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -q
+	$(PY) -m mkdocs build --strict -q --site-dir build/site
 
-# The seed studies of science.md §6 at full size, then the report (README "Reproductions").
+# The documentation site (mkdocs.yml, docs/) into build/site; warnings are errors.
+docs: $(STAMP)
+	$(PY) -m mkdocs build --strict --site-dir build/site
+
+# The seed studies of docs/theory.md §6 at full size, then the report (docs/guide.md).
 # Each run resumes when repeated; REPRO=dir puts them elsewhere.
 REPRO       ?= results/reproduce
 REPRODUCE   := finite_vs_infinite ensemble ntk_convergence width_scaling_fc width_scaling_toy \
@@ -41,4 +46,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check ntk_dist tests bench
 
 clean:
-	rm -rf results .pytest_cache
+	rm -rf results .pytest_cache build/site

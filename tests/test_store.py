@@ -109,15 +109,3 @@ def test_atomic_replace_keeps_a_whole_file(tmp_path):
     write_table_atomic(pa.table({"x": [3]}), target)
     assert pq.read_table(target).column("x").to_pylist() == [3]
     assert [p.name for p in tmp_path.iterdir()] == ["boundaries.parquet"]
-
-
-def test_readme_documents_the_schemas_as_declared():
-    from pathlib import Path
-
-    from ntk_dist.analysis.boundaries import BOUNDARY_SCHEMA
-    from ntk_dist.engine.records import RECORD_SCHEMA
-
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    sweep_columns = pa.schema([f for f in RUN_SCHEMA if f.name not in RECORD_SCHEMA.names])
-    assert schema_markdown(sweep_columns) in readme
-    assert schema_markdown(BOUNDARY_SCHEMA) in readme

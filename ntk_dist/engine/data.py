@@ -136,11 +136,13 @@ def _nonnegative_int(value, name: str) -> int:
 
 @dataclass(frozen=True, eq=False)
 class Dataset:
-    """Arrays of one data set, float64.
+    """Arrays of one data set, float64; ``n_test = 0`` gives empty test arrays.
 
     Attributes:
-      x_train: (m, d); y_train: (m, k); x_test: (n_test, d); y_test: (n_test, k).
-      ``n_test = 0`` gives empty test arrays.
+      x_train: training inputs, shape (m, d).
+      y_train: training targets (with label noise), shape (m, k).
+      x_test: test inputs, shape (n_test, d).
+      y_test: noise-free test targets, shape (n_test, k).
     """
 
     x_train: np.ndarray
