@@ -7,7 +7,7 @@ from what the code writes.
 - ``<!-- schemas -->``: the run table (training record plus sweep columns) and the
   boundary table (``ntk_dist.study.results.describe_schemas``).
 - ``<!-- reference-columns -->``: the columns of an experiment's ``reference.parquet``
-  (``ntk_dist.study.experiments.REFERENCE_DOCS``).
+  (``ntk_dist.study.reference.REFERENCE_DOCS``).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ REFERENCE = "<!-- reference-columns -->"
 
 def reference_columns() -> str:
     """A Markdown table of the experiment reference columns and their meaning."""
-    from ntk_dist.study.experiments import REFERENCE_DOCS
+    from ntk_dist.study.reference import REFERENCE_DOCS
 
     lines = ["| column | meaning |", "| --- | --- |"]
     lines += [f"| `{name}` | {doc} |" for name, doc in REFERENCE_DOCS.items()]

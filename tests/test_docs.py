@@ -20,7 +20,7 @@ def _hooks():
 
 
 def test_schema_page_is_generated_from_the_declared_schemas():
-    from ntk_dist.study.experiments import REFERENCE_DOCS
+    from ntk_dist.study.reference import REFERENCE_DOCS
     from ntk_dist.study.results import describe_schemas
 
     hooks = _hooks()
