@@ -21,7 +21,7 @@ def positive_int(value, name: str) -> int:
 
 def positive_float(value, name: str) -> float:
     """Return ``value`` as a float if it is finite and > 0, else raise ValueError."""
-    v = _as_float(value, name)
+    v = finite_float(value, name)
     if not v > 0:
         raise ValueError(f"{name} must be > 0, got {value!r}")
     return v
@@ -29,13 +29,21 @@ def positive_float(value, name: str) -> float:
 
 def nonnegative_float(value, name: str) -> float:
     """Return ``value`` as a float if it is finite and >= 0, else raise ValueError."""
-    v = _as_float(value, name)
+    v = finite_float(value, name)
     if v < 0:
         raise ValueError(f"{name} must be >= 0, got {value!r}")
     return v
 
 
-def _as_float(value, name: str) -> float:
+def nonnegative_int(value, name: str) -> int:
+    """Return ``value`` as an int if it is an integer >= 0, else raise ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def finite_float(value, name: str) -> float:
+    """Return ``value`` as a float if it is a finite number, else raise ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"{name} must be a number, got {value!r}")
     try:

@@ -83,7 +83,7 @@ class DataSpec:
         set_(self, "dim", validate.positive_int(self.dim, "data.dim"))
         set_(self, "noise", validate.nonnegative_float(self.noise, "data.noise"))
         set_(self, "seed", _nonnegative_int(self.seed, "data.seed"))
-        set_(self, "target", validate._as_float(self.target, "data.target"))
+        set_(self, "target", validate.finite_float(self.target, "data.target"))
         set_(self, "teacher_width", validate.positive_int(self.teacher_width, "data.teacher_width"))
         set_(self, "teacher_depth", validate.positive_int(self.teacher_depth, "data.teacher_depth"))
         validate.choice(self.teacher_activation, "data.teacher_activation", TEACHER_ACTIVATIONS)

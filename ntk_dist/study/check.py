@@ -34,9 +34,9 @@ from typing import NamedTuple
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR
+from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, read_spec_data
+from ntk_dist.study.spec import parse_spec, spec_kind
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
 TEMP_PATTERNS = (".tmp-*", "*.tmp", ".write-test-*", ".write-probe")
@@ -89,8 +89,8 @@ def check_results(out) -> CheckReport:
 
 def _check_runs_dir(out: Path) -> CheckReport:
     problems = _temp_files(out)
-    raw_spec = _read_spec_yaml(out, problems)
-    experiment = isinstance(raw_spec, dict) and "experiment" in raw_spec
+    raw_spec = _read_spec_data(out, problems)
+    experiment = spec_kind(raw_spec) == "experiment"
     kind = "experiment" if experiment else "sweep"
     runs, n_parts = _read_parts(out, problems)
     keys = runs.column("run_key").to_pylist()
@@ -128,21 +128,15 @@ def _check_runs_dir(out: Path) -> CheckReport:
     return CheckReport(kind, summary, problems)
 
 
-def _read_spec_yaml(out: Path, problems: list[str]):
-    path = out / "spec.yaml"
-    if not path.exists():
-        problems.append(f"{path}: missing (the spec this directory was made from)")
-        return None
+def _read_spec_data(out: Path, problems: list[str]):
     try:
-        return yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        problems.append(f"{path}: not valid YAML ({err})")
+        return read_spec_data(out)
+    except ValueError as err:
+        problems.append(str(err))
         return None
 
 
 def _parse_sweep_spec(raw, out: Path, problems: list[str]):
-    from ntk_dist.study.spec import parse_spec
-
     try:
         return parse_spec(raw, str(out / "spec.yaml"))
     except ValueError as err:

@@ -36,10 +36,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import yaml
 
 from ntk_dist.analysis import plots, stats
-from ntk_dist.study.results import RUNS_DIR, read_runs, write_text_atomic
+from ntk_dist.core.files import write_text_atomic
+from ntk_dist.study.results import RUNS_DIR, read_runs, read_spec_data
+from ntk_dist.study.spec import spec_kind
 
 GP_KINDS = ("finite_vs_infinite", "ensemble")
 KINDS = (*GP_KINDS, "ntk_convergence", "width_scaling", "sweep")
@@ -115,12 +116,12 @@ def find_experiments(out) -> list[Path]:
 def load_experiment(path) -> Experiment:
     """Read and check one results directory (ValueError naming the bad file)."""
     path = Path(path)
-    spec = _read_spec(path / "spec.yaml")
-    kind = spec.get("experiment", "sweep" if "search" in spec else None)
+    spec = read_spec_data(path)
+    kind = spec["experiment"] if spec_kind(spec) == "experiment" else "sweep"
     if kind not in KINDS:
         raise ValueError(
             f"{path / 'spec.yaml'}: experiment must be one of {', '.join(KINDS[:-1])} "
-            f"(or a sweep with search:), got {kind!r}"
+            f"(or no experiment key for a sweep), got {kind!r}"
         )
     runs = read_runs(path)
     if runs.num_rows == 0:
@@ -170,18 +171,6 @@ def write_report(out, *, n_boot: int = 1000) -> Report:
 
 
 # --- reading -------------------------------------------------------------------------
-
-
-def _read_spec(path: Path) -> dict:
-    if not path.is_file():
-        raise ValueError(f"{path}: missing; every results directory holds the spec it ran")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    if not isinstance(spec, dict):
-        raise ValueError(f"{path}: expected a mapping of spec sections, got {type(spec).__name__}")
-    return spec
 
 
 def _read_table(path: Path, columns) -> pa.Table:

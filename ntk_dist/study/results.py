@@ -135,24 +135,35 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
         write_text_atomic(spec.spec_hash() + "\n", hash_file)
 
 
+def read_spec_data(out) -> dict:
+    """The mapping stored in ``OUT/spec.yaml``, as written (not validated).
+
+    Raises:
+      ValueError: naming the file, when it is missing, not YAML or not a mapping.
+    """
+    import yaml
+
+    path = Path(out) / SPEC_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: missing (the spec this directory was made from)")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(raw, dict):
+        raise ValueError(f"{path}: expected a mapping of spec sections, got {type(raw).__name__}")
+    return raw
+
+
 def read_spec(out):
     """The spec stored in ``OUT/spec.yaml``, validated (:func:`ntk_dist.study.spec.parse_spec`).
 
     Raises:
       ValueError: naming the file, when it is missing, not YAML or not a valid spec.
     """
-    import yaml
-
     from ntk_dist.study.spec import parse_spec
 
-    path = Path(out) / SPEC_FILE
-    if not path.exists():
-        raise ValueError(f"{path}: missing (the spec this directory was made from)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
-    return parse_spec(raw, str(path))
+    return parse_spec(read_spec_data(out), str(Path(out) / SPEC_FILE))
 
 
 def append_runs(out_dir, table: pa.Table) -> Path:

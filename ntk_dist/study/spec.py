@@ -276,14 +276,16 @@ class ExperimentSpec(SpecBase):
         )
 
 
-def _kind(data) -> str:
+def spec_kind(data) -> str:
+    """``"experiment"`` for a spec mapping with an ``experiment`` key, else ``"sweep"``:
+    the one rule that tells the two kinds of spec file apart."""
     return "experiment" if isinstance(data, dict) and "experiment" in data else "sweep"
 
 
 #: A spec file: a sweep, or an experiment when it has an ``experiment`` key.
 Spec = Annotated[
     Union[Annotated[SweepSpec, Tag("sweep")], Annotated[ExperimentSpec, Tag("experiment")]],  # noqa: UP007
-    Discriminator(_kind),
+    Discriminator(spec_kind),
 ]
 _SPEC = TypeAdapter(Spec)
 
