@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from matplotlib.figure import Figure
 
 from ntk_dist.analysis.phases import PHASES, label_runs
+from ntk_dist.core.files import save_figure_atomic
 
 PHASE_COLOURS = {"lazy": "tab:blue", "catapult": "tab:orange", "divergent": "tab:red"}
 FORMATS = ("png", "pdf")
@@ -438,11 +439,6 @@ def _width_colours(k):
 def _save(fig, path) -> tuple[Path, ...]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    out = []
-    for fmt in FORMATS:
-        target = path.with_name(f"{path.name}.{fmt}")
-        tmp = target.with_name(f".{target.name}.tmp")
-        fig.savefig(tmp, format=fmt, dpi=150)
-        tmp.replace(target)  # atomic: never a half-written figure
-        out.append(target)
-    return tuple(out)
+    return tuple(
+        save_figure_atomic(fig, path.with_name(f"{path.name}.{fmt}"), fmt=fmt) for fmt in FORMATS
+    )
