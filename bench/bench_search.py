@@ -9,7 +9,7 @@ within that resolution of the exact edge (2 and 4).
 
 - grid: geometric grid over [eta_low, eta_high] with ratio 1 + resolution, the
   coarsest uniform (in log eta) grid that brackets any boundary to that resolution.
-- boundary: Optuna ask/tell with :class:`ntk_dist.study.search.BoundarySampler`, rounds of
+- boundary: Optuna ask/tell with :class:`ntk_dist.study.samplers.BoundarySampler`, rounds of
   ``--parallel`` trials, stopped as soon as both brackets are resolved.
 
     PYTHONPATH=. python bench/bench_search.py [--width 4096 --seeds 2]
@@ -31,9 +31,10 @@ from ntk_dist.analysis.boundaries import estimate_boundaries
 from ntk_dist.analysis.phases import label_runs, step_budget
 from ntk_dist.distributed.execute import run_jobs
 from ntk_dist.engine.data import DataSpec
-from ntk_dist.engine.train import TrainJob
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.models.networks import CatapultToy, FCNetwork
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, BoundarySampler
+from ntk_dist.study.samplers import BoundarySampler
+from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
 
 EDGES = {"lazy_catapult": 2.0, "catapult_divergent": 4.0}
 DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)

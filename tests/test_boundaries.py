@@ -9,7 +9,7 @@ import pytest
 from ntk_dist.analysis.boundaries import BOUNDARY_SCHEMA, estimate_boundaries
 from ntk_dist.distributed.execute import run_jobs
 from ntk_dist.engine.data import DataSpec
-from ntk_dist.engine.train import TrainJob
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.models.networks import CatapultToy
 
 DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)

@@ -16,8 +16,9 @@ from ntk_dist.distributed.execute import (
     submit_jobs,
 )
 from ntk_dist.engine.data import DataSpec
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
-from ntk_dist.engine.train import TrainJob, train
+from ntk_dist.engine.train import train
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 SINGLE = DataSpec(name="single", n_train=1, dim=1)

@@ -7,7 +7,7 @@ import pytest
 from ntk_dist.analysis.phases import PHASES, label_runs, phase_codes, step_budget
 from ntk_dist.distributed.execute import run_jobs
 from ntk_dist.engine.data import DataSpec
-from ntk_dist.engine.train import TrainJob
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.models.networks import CatapultToy
 
 

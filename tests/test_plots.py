@@ -9,7 +9,7 @@ from ntk_dist.analysis.phases import label_runs
 from ntk_dist.analysis.plots import PHASE_COLOURS, plot_catapult, plot_phase_diagram
 from ntk_dist.distributed.execute import run_jobs
 from ntk_dist.engine.data import DataSpec
-from ntk_dist.engine.train import TrainJob
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.models.networks import CatapultToy
 
 ETAS = (1.5, 1.9, 2.1, 3.0, 3.9, 4.1, 4.5)

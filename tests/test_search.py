@@ -8,15 +8,8 @@ import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from ntk_dist.study.search import (
-    ETA_PARAM,
-    SAMPLERS,
-    WIDTH_PARAM,
-    BoundarySampler,
-    grid_points,
-    history,
-    make_sampler,
-)
+from ntk_dist.study.samplers import BoundarySampler, history, make_sampler
+from ntk_dist.study.search import ETA_PARAM, SAMPLERS, WIDTH_PARAM, grid_points
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 

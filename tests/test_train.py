@@ -14,8 +14,9 @@ import pytest
 from tolerances import rtol
 
 from ntk_dist.engine.data import DataSpec, load
+from ntk_dist.engine.jobs import TrainJob, record_schedule
 from ntk_dist.engine.records import RECORD_SCHEMA
-from ntk_dist.engine.train import TrainJob, initial_params, record_schedule, train, train_batch
+from ntk_dist.engine.train import initial_params, train, train_batch
 from ntk_dist.models.empirical import empirical_ntk
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 

@@ -17,14 +17,9 @@ import math
 import os
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
 from ntk_dist.core import validate
-from ntk_dist.models.empirical import sharpness
-from ntk_dist.models.networks import FCNetwork
-from ntk_dist.theory.predict import max_learning_rate, nngp_posterior, ntk_gp
 
 #: The seed essay's architecture (docs/theory.md §6.1).
 ARCH = dict(depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
@@ -62,6 +57,12 @@ def kernel_demo(
     Returns:
       The summary written to ``summary.json`` (learning rate, losses, RMSEs).
     """
+    import jax
+    import jax.numpy as jnp
+
+    from ntk_dist.models.empirical import sharpness
+    from ntk_dist.models.networks import FCNetwork
+
     n_nets = validate.positive_int(n_nets, "n_nets")
     if n_nets < 2:
         raise ValueError(f"n_nets must be >= 2 to estimate an ensemble spread, got {n_nets}")
@@ -123,15 +124,17 @@ def kernel_demo(
 
 def _infinite_width(x, y, grid, eta_lambda: float, steps: int) -> dict:
     """NTK-GP after ``steps`` GD steps and the NNGP posterior, in float64."""
-    from ntk_dist.theory.kernels import (
-        fc_kernel,  # the infinite-width kernels (kernels helper's module)
-    )
+    import jax
+
+    from ntk_dist.theory.kernels import fc_kernel
 
     with jax.enable_x64(True):
         return _infinite_width_x64(fc_kernel, x, y, grid, eta_lambda, steps)
 
 
 def _infinite_width_x64(fc_kernel, x, y, grid, eta_lambda, steps):
+    from ntk_dist.theory.predict import max_learning_rate, nngp_posterior, ntk_gp
+
     m = x.shape[0]
     kern = fc_kernel(np.concatenate([x, grid]), **ARCH, get=("nngp", "ntk"))
     theta, k = np.asarray(kern.ntk, np.float64), np.asarray(kern.nngp, np.float64)
@@ -160,6 +163,9 @@ def _infinite_width_x64(fc_kernel, x, y, grid, eta_lambda, steps):
 
 def _train_ensemble(net, params, x, y, grid, lr, steps):
     """GD on 1/(2m) ||f(X) - Y||^2 for every network; returns losses (E, steps+1), f(grid)."""
+    import jax
+    import jax.numpy as jnp
+
     m = x.shape[0]
 
     def loss(p):

@@ -9,6 +9,7 @@ before any work.
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ def read_inputs(path: str, name: str) -> np.ndarray:
         import pyarrow.parquet as pq
 
         table = pq.read_table(p)
-        bad = [f.name for f in table.schema if f.type.id not in _NUMERIC_IDS]
+        bad = [f.name for f in table.schema if f.type.id not in _numeric_ids()]
         if bad:
             raise ValueError(f"{name}: Parquet columns must all be numeric, got {bad} in {path}")
         x = np.column_stack([c.to_numpy() for c in table.columns])
@@ -39,15 +40,13 @@ def read_inputs(path: str, name: str) -> np.ndarray:
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 
-def _numeric_ids():
+@cache
+def _numeric_ids() -> frozenset[int]:
     import pyarrow as pa
 
     types = [pa.float16(), pa.float32(), pa.float64(), pa.int8(), pa.int16(), pa.int32()]
     types += [pa.int64(), pa.uint8(), pa.uint16(), pa.uint32(), pa.uint64()]
-    return {t.id for t in types}
-
-
-_NUMERIC_IDS = _numeric_ids()
+    return frozenset(t.id for t in types)
 
 
 def _run(args) -> int:

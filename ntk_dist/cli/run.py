@@ -17,19 +17,20 @@ def _quiet(verbose: bool) -> None:
 
 def _run(args) -> int:
     _quiet(args.verbose)
-    from ntk_dist.distributed.runtime import ensure_ray
-    from ntk_dist.study.experiments import run_experiment
     from ntk_dist.study.results import output_dir, prepare_output
     from ntk_dist.study.spec import ExperimentSpec, load_spec
-    from ntk_dist.study.sweep import run_sweep, summary_table
 
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
     if args.dry_run:
         print(spec.describe_plan())
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
     prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
+    from ntk_dist.distributed.runtime import ensure_ray
+    from ntk_dist.study.experiments import run_experiment
+    from ntk_dist.study.sweep import run_sweep, summary_table
+
     ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     if isinstance(spec, ExperimentSpec):
         runs = run_experiment(spec, out, resume=args.resume, progress=not args.no_progress)

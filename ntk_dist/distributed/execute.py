@@ -1,6 +1,6 @@
 """Running many training jobs: grouping into batches, in-process or as Ray tasks.
 
-The planner groups jobs by :attr:`ntk_dist.engine.train.TrainJob.batch_key` (jobs that can
+The planner groups jobs by :attr:`ntk_dist.engine.jobs.TrainJob.batch_key` (jobs that can
 share one compiled program) and cuts each group into batches whose estimated memory
 fits a worker (:func:`estimate_bytes`). Each batch is one call of
 :func:`ntk_dist.engine.train.train_batch`, either here (``backend="local"``) or as a Ray task
@@ -38,9 +38,8 @@ import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core import validate
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
-from ntk_dist.engine.train import TrainJob, train_batch
-from ntk_dist.models.networks import FCNetwork
 
 BACKENDS = ("local", "ray")
 DEFAULT_MEMORY_BYTES = 2 * 2**30
@@ -81,6 +80,8 @@ def estimate_bytes(job: TrainJob) -> int:
     over the training set, the dense Theta_hat(X, X) and its per-layer factors, and
     the recorded trajectories; doubled for XLA temporaries.
     """
+    from ntk_dist.models.networks import FCNetwork  # loaded already: the job's model is built
+
     itemsize = 8 if job.dtype == "float64" else 4
     d, k = job.data.dim, job.model.out_dim
     m = job.data.n_train + job.data.n_test
@@ -208,6 +209,8 @@ def run_jobs(
         return RECORD_SCHEMA.empty_table()
     plan = _plan(jobs, memory_bytes, max_batch, _free_memory(backend, resources))
     if backend == "local":
+        from ntk_dist.engine.train import train_batch
+
         tables = [train_batch([jobs[i] for i in batch]) for batch in plan]
     else:
         import ray
@@ -272,4 +275,6 @@ def _submit(jobs, plan, resources, max_retries, retry_exceptions):
 
 
 def _batch_task(jobs: list[TrainJob]) -> pa.Table:
+    from ntk_dist.engine.train import train_batch
+
     return train_batch(jobs)

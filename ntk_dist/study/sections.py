@@ -13,8 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ntk_dist.distributed.execute import Resources
 from ntk_dist.engine.data import DATASETS, DataSpec
-from ntk_dist.engine.train import record_schedule
-from ntk_dist.models.networks import CatapultToy, FCNetwork
+from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.study.search import SAMPLERS
 from ntk_dist.theory.activations import get_activation
 
@@ -67,6 +66,8 @@ class ModelSection(Section):
         )
 
     def build(self, width: int):
+        from ntk_dist.models.networks import CatapultToy, FCNetwork  # jax: only once built
+
         if self.kind == "toy":
             return CatapultToy(width)
         return FCNetwork.make(
@@ -209,7 +210,7 @@ class ExperimentTraining(Section):
       lr_units: ``"absolute"``, ``"lambda_inf"`` or ``"lambda0"``.
       seeds: network seeds 0..seeds-1 per width.
       record_points: log-spaced record steps after the dense first 32
-        (``ntk_dist.engine.train.record_schedule(steps, num=record_points)``).
+        (``ntk_dist.engine.jobs.record_schedule(steps, num=record_points)``).
       record_steps: explicit record steps (0 and T are always added).
       predict_test: record f(x_test) at each record step.
       test_ntk: record Theta_hat(x_test[0], x_test) at each record step.

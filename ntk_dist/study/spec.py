@@ -33,7 +33,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, mo
 
 from ntk_dist.analysis.phases import step_budget
 from ntk_dist.distributed.execute import plan_batches
-from ntk_dist.engine.train import TrainJob
+from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.study.search import grid_points
 from ntk_dist.study.sections import (
     DataSection,
@@ -92,7 +92,7 @@ class SweepSpec(SpecBase):
 
     @property
     def search_view(self) -> dict:
-        """The fields ``ntk_dist.study.search.make_sampler`` reads."""
+        """The fields ``ntk_dist.study.samplers.make_sampler`` reads."""
         s = self.search
         return dict(
             widths=list(self.model.widths),

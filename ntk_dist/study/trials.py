@@ -31,7 +31,8 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
 from ntk_dist.analysis.phases import PHASE_CODES
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, grid_points, make_sampler
+from ntk_dist.study.samplers import make_sampler
+from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, grid_points
 from ntk_dist.study.spec import SweepSpec
 
 JOURNAL = "study.journal"

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
-
-import jax
-import jax.numpy as jnp
+from functools import cache
 
 #: Activations whose NNGP/NTK transforms have closed forms (docs/theory.md §2).
 CLOSED_FORM = ("erf", "relu", "leaky_relu", "identity")
@@ -49,24 +46,42 @@ class Activation:
         return cls(name=name or f"custom:{getattr(fn, '__name__', 'fn')}", fn=fn)
 
 
-@lru_cache(maxsize=64)
-def _leaky(slope: float) -> Callable:
-    # Cached so that equal slopes give equal Activations (stable jit caches).
-    return lambda h: jnp.where(h > 0, h, slope * h)
+@dataclass(frozen=True)
+class _Named:
+    """A named activation's function, built from jax on its first call.
+
+    Naming an activation (a spec, a network) then imports no jax, and equal names give
+    equal, hashable functions (stable jit caches, picklable jobs).
+    """
+
+    name: str
+    slope: float = 0.0
+
+    def __call__(self, h):
+        return _jax_fn(self.name, self.slope)(h)
 
 
-_NAMED: dict[str, Callable] = {
-    "erf": jax.scipy.special.erf,
-    "relu": jax.nn.relu,
-    "identity": lambda h: h,
-    "tanh": jnp.tanh,
-    "gelu": lambda h: jax.nn.gelu(h, approximate=False),
-    "softplus": jax.nn.softplus,
-    "sigmoid": jax.nn.sigmoid,
-    "sin": jnp.sin,
-}
+@cache
+def _jax_fn(name: str, slope: float) -> Callable:
+    import jax
+    import jax.numpy as jnp
 
-NAMES = (*_NAMED, "leaky_relu")
+    return {
+        "erf": jax.scipy.special.erf,
+        "relu": jax.nn.relu,
+        "leaky_relu": lambda h: jnp.where(h > 0, h, slope * h),
+        "identity": lambda h: h,
+        "tanh": jnp.tanh,
+        "gelu": lambda h: jax.nn.gelu(h, approximate=False),
+        "softplus": jax.nn.softplus,
+        "sigmoid": jax.nn.sigmoid,
+        "sin": jnp.sin,
+    }[name]
+
+
+_PLAIN = ("erf", "relu", "identity", "tanh", "gelu", "softplus", "sigmoid", "sin")
+
+NAMES = (*_PLAIN, "leaky_relu")
 
 
 def get_activation(spec, name: str = "activation") -> Activation:
@@ -89,9 +104,9 @@ def get_activation(spec, name: str = "activation") -> Activation:
                     f"{name}: leaky_relu slope must be a number, got {arg!r} "
                     "(write e.g. 'leaky_relu:0.1')"
                 ) from None
-            return Activation("leaky_relu", _leaky(slope), slope)
-        if base in _NAMED and not arg:
-            return Activation(base, _NAMED[base])
+            return Activation("leaky_relu", _Named("leaky_relu", slope), slope)
+        if base in _PLAIN and not arg:
+            return Activation(base, _Named(base))
     raise ValueError(
         f"unknown {name} {spec!r}; expected one of {', '.join(NAMES)}, "
         "'leaky_relu:<slope>', or an elementwise JAX function"
