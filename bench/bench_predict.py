@@ -16,7 +16,8 @@ import numpy as np
 
 jax.config.update("jax_enable_x64", True)
 
-from ntk_dist.theory.predict import linearized_predict, max_learning_rate, ntk_gp  # noqa: E402
+from ntk_dist.theory.gp import ntk_gp  # noqa: E402
+from ntk_dist.theory.predict import linearized_predict, max_learning_rate  # noqa: E402
 
 M, N, T, REPEATS = 400, 400, 64, 3
 

@@ -28,17 +28,16 @@ __version__ = "0.1.0"
 #: Public name -> the module that defines it.
 _PUBLIC = {
     "ntk_dist.theory.activations": ("Activation", "get_activation"),
+    "ntk_dist.theory.architecture": ("FC",),
     "ntk_dist.theory.kernels": ("Kernel", "fc_kernel"),
     "ntk_dist.theory.numerics": ("NumericalWarning",),
     "ntk_dist.theory.predict": (
-        "GaussianPrediction",
         "Trajectory",
         "critical_learning_rate",
         "linearized_predict",
         "max_learning_rate",
-        "nngp_posterior",
-        "ntk_gp",
     ),
+    "ntk_dist.theory.gp": ("GaussianPrediction", "nngp_posterior", "ntk_gp"),
     "ntk_dist.theory.solve": ("kernel_regression",),
     "ntk_dist.models.networks": ("CatapultToy", "FCNetwork", "param_count"),
     "ntk_dist.models.empirical": ("empirical_ntk", "ntk_matrix", "ntk_vector_product", "sharpness"),

@@ -139,7 +139,7 @@ def test_float32_matches_float64():
 # ---------------------------------------------------------------------------------
 # Bad input
 
-_NET = FCNetwork.make(depth=1, width=4)
+_NET = FCNetwork.make(depth=1, width=4, activation="erf", sigma_w=1.0)
 _PARAMS = _NET.init(jax.random.PRNGKey(0), 2, jnp.float64)
 
 

@@ -20,6 +20,7 @@ from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.engine.train import train
 from ntk_dist.models.networks import CatapultToy, FCNetwork
+from ntk_dist.theory.architecture import FC
 
 SINGLE = DataSpec(name="single", n_train=1, dim=1)
 GAUSS = DataSpec(name="gaussian", n_train=4, dim=3, n_test=2)
@@ -39,7 +40,7 @@ def _mixed_jobs():
         for r in (0.5, 3.0, 4.5)
         for s in (0, 1)
     ]
-    net = FCNetwork.make(depth=1, width=16, activation="relu")
+    net = FCNetwork.make(depth=1, width=16, activation="relu", sigma_w=1.0)
     fc = [
         TrainJob(net, GAUSS, r, steps=40, seed=s, lr_units="lambda0", tag=f"fc{r}-{s}")
         for r in (0.5, 3.0)
@@ -82,8 +83,9 @@ def test_plan_respects_memory():
 
 
 def test_estimate_bytes_grows_with_width():
-    small = TrainJob(FCNetwork.make(depth=2, width=64), GAUSS, 0.1, steps=5)
-    big = TrainJob(FCNetwork.make(depth=2, width=1024), GAUSS, 0.1, steps=5)
+    arch = FC(depth=2, activation="erf", sigma_w=1.0)
+    small = TrainJob(FCNetwork.from_arch(arch, 64), GAUSS, 0.1, steps=5)
+    big = TrainJob(FCNetwork.from_arch(arch, 1024), GAUSS, 0.1, steps=5)
     # Dominated by the width^2 hidden layer: (1024/64)^2 = 256.
     assert 100 < estimate_bytes(big) / estimate_bytes(small) < 300
 

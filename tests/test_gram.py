@@ -17,12 +17,11 @@ import pytest
 from ntk_dist import FCNetwork, empirical_gram, empirical_ntk, fc_kernel, gram, ntk_matrix
 from ntk_dist.cli import main as cli_main
 from ntk_dist.core.tiling import BYTES_PER_ENTRY
-from ntk_dist.distributed.gram import LOG, auto_tile, is_complete
+from ntk_dist.distributed.gram import auto_tile
+from ntk_dist.distributed.gram_store import LOG, is_complete
 from tests.tolerances import atol
 
-gram_module = importlib.import_module(
-    "ntk_dist.distributed.gram"
-)  # the package exports the function gram under this name
+store_module = importlib.import_module("ntk_dist.distributed.gram_store")
 
 REPO = Path(__file__).resolve().parents[1]
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
@@ -127,7 +126,7 @@ def test_full_out(tmp_path, monkeypatch):
     class Usage:
         free = 1000
 
-    monkeypatch.setattr(gram_module.shutil, "disk_usage", lambda p: Usage)
+    monkeypatch.setattr(store_module.shutil, "disk_usage", lambda p: Usage)
     with pytest.raises(ValueError, match="GiB free but the Gram needs"):
         gram(_x(100), out=tmp_path / "g", **CFG)
     assert not list((tmp_path / "g").glob("*.npy")) and not is_complete(tmp_path / "g")
@@ -191,9 +190,9 @@ _DRIVER = """
 import sys, numpy as np, jax
 jax.config.update("jax_enable_x64", True)
 from ntk_dist import gram
-from ntk_dist.distributed.gram import _DiskSink
+from ntk_dist.distributed.gram_store import DiskSink
 from ntk_dist.distributed.runtime import ensure_ray
-_DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
+DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
 ensure_ray(num_cpus=2)
 x = np.random.default_rng(0).normal(size=(1100, 8))
 gram(x, tile=100, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,

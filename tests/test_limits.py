@@ -24,7 +24,7 @@ from ntk_dist import fc_kernel, gram
 from ntk_dist.cli import main as cli_main
 from ntk_dist.core.files import trim_torn_line
 from ntk_dist.distributed.execute import estimate_bytes, run_jobs
-from ntk_dist.distributed.gram import LOG, is_complete
+from ntk_dist.distributed.gram_store import LOG, is_complete
 from ntk_dist.study.results import read_runs
 from ntk_dist.study.spec import parse_spec
 from ntk_dist.study.sweep import run_sweep
@@ -32,6 +32,7 @@ from tests.tolerances import atol
 
 files_module = importlib.import_module("ntk_dist.core.files")
 gram_module = importlib.import_module("ntk_dist.distributed.gram")
+store_module = importlib.import_module("ntk_dist.distributed.gram_store")
 execute_module = importlib.import_module("ntk_dist.distributed.execute")
 
 REPO = Path(__file__).resolve().parents[1]
@@ -194,8 +195,8 @@ def test_full_disk_during_gram_is_a_clear_error_and_resumes(ray_local, tmp_path,
         fh = real_open(path, *args, **kwargs)
         return FillingLog(fh) if Path(path).name == LOG else fh
 
-    monkeypatch.setattr(gram_module, "open", opening, raising=False)
-    monkeypatch.setattr(gram_module._DiskSink, "_FLUSH_S", -1.0)
+    monkeypatch.setattr(store_module, "open", opening, raising=False)
+    monkeypatch.setattr(store_module.DiskSink, "_FLUSH_S", -1.0)
     with pytest.raises(ValueError, match=f"no space left on the device holding {out}: free space"):
         gram(x1, x2, tile=64, out=out, max_in_flight=2, **CFG)
     assert not is_complete(out)
@@ -214,9 +215,9 @@ _GRAM_DRIVER = """
 import sys
 import numpy as np
 from ntk_dist.cli import main
-from ntk_dist.distributed.gram import _DiskSink
+from ntk_dist.distributed.gram_store import DiskSink
 from ntk_dist.distributed.runtime import ensure_ray
-_DiskSink._FLUSH_S = -1.0  # log every tile
+DiskSink._FLUSH_S = -1.0  # log every tile
 ensure_ray(address=sys.argv[1])
 sys.exit(main(sys.argv[2:]))
 """

@@ -10,7 +10,8 @@ import yaml
 from ntk_dist import NumericalWarning, fc_kernel, float32_check, kernel_regression
 from ntk_dist.cli import main
 from ntk_dist.study.spec import parse_spec
-from ntk_dist.theory.predict import linearized_predict, nngp_posterior, ntk_gp
+from ntk_dist.theory.gp import nngp_posterior, ntk_gp
+from ntk_dist.theory.predict import linearized_predict
 
 KERNEL = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 

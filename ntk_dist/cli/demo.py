@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ntk_dist.core import validate
+from ntk_dist.theory.architecture import FC
 
 #: The seed essay's architecture (docs/theory.md §6.1).
-ARCH = dict(depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
+ARCH = FC(depth=2, activation="erf", sigma_w=1.5, sigma_b=0.05)
 NOISE_STD = 0.01
 N_TRAIN = 5
 
@@ -81,7 +82,7 @@ def kernel_demo(
     lr = inf["lr"]
 
     # Finite width: an ensemble trained by full-batch GD in float32.
-    net = FCNetwork.make(width=width, **ARCH)
+    net = FCNetwork.from_arch(ARCH, width)
     keys = jax.random.split(jax.random.PRNGKey(seed), n_nets)
     params = jax.vmap(net.init, (0, None, None))(keys, 1, jnp.float32)
     x32, y32, g32 = (jnp.asarray(a, jnp.float32) for a in (x, y, grid))
@@ -133,10 +134,11 @@ def _infinite_width(x, y, grid, eta_lambda: float, steps: int) -> dict:
 
 
 def _infinite_width_x64(fc_kernel, x, y, grid, eta_lambda, steps):
-    from ntk_dist.theory.predict import max_learning_rate, nngp_posterior, ntk_gp
+    from ntk_dist.theory.gp import nngp_posterior, ntk_gp
+    from ntk_dist.theory.predict import max_learning_rate
 
     m = x.shape[0]
-    kern = fc_kernel(np.concatenate([x, grid]), **ARCH, get=("nngp", "ntk"))
+    kern = fc_kernel(np.concatenate([x, grid]), arch=ARCH, get=("nngp", "ntk"))
     theta, k = np.asarray(kern.ntk, np.float64), np.asarray(kern.nngp, np.float64)
     tr, te = slice(0, m), slice(m, None)
     lambda0 = 2 / max_learning_rate(theta[tr, tr])  # top eigenvalue of Theta(X, X) / m

@@ -53,6 +53,7 @@ def _run(args) -> int:
     import jax
 
     from ntk_dist.distributed.gram import gram
+    from ntk_dist.theory.architecture import FC
 
     x1 = read_inputs(args.x1, "--x1")
     x2 = None if args.x2 is None else read_inputs(args.x2, "--x2")
@@ -61,10 +62,7 @@ def _run(args) -> int:
     res = gram(
         x1,
         x2,
-        depth=args.depth,
-        activation=args.activation,
-        sigma_w=args.sigma_w,
-        sigma_b=args.sigma_b,
+        FC(args.depth, args.activation, args.sigma_w, args.sigma_b),
         get=tuple(args.get.split(",")),
         tile=args.tile,
         out=args.out,

@@ -87,10 +87,10 @@ def estimate_bytes(job: TrainJob) -> int:
     m = job.data.n_train + job.data.n_test
     if isinstance(job.model, FCNetwork):
         sizes = job.model.layer_sizes(d)
-        n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        n_params = job.model.n_params(d)
         acts = m * sum(sizes) * (k + 2)
     else:
-        n_params = job.model.width * (d + k)
+        n_params = job.model.n_params(d)
         acts = m * job.model.width * (k + 2)
     copies = 8 if job.linearised else 4
     mk = job.data.n_train * k

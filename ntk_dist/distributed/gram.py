@@ -10,15 +10,8 @@ re-executed by Ray (``max_retries``), and the driver waits on results with
 ``fetch_local=False`` so it only pulls a tile when it is ready to write it.
 
 Output: a NumPy array in memory, or, with ``out=DIR``, one ``.npy`` file per
-kernel (``numpy.lib.format.open_memmap``, may exceed RAM) plus a checkpoint:
-
-    DIR/manifest.json   what is being computed (sizes, tile, kernel, input hashes)
-    DIR/tiles.log       append-only, fsync'd, one "i j" line per tile on disk
-    DIR/COMPLETE        written last (by atomic rename) when every tile is on disk
-
-A tile is logged only after the memmaps holding it are flushed, so an
-interrupted run (even SIGKILL) resumes by recomputing only the tiles missing
-from the log. Without ``COMPLETE`` the ``.npy`` files are never to be trusted.
+kernel plus a checkpoint from which an interrupted run (even SIGKILL) resumes by
+recomputing only the missing tiles (layout: :mod:`ntk_dist.distributed.gram_store`).
 
 Cost: the analytic kernels cost O(N1 N2 (d + L)) flops; each tile task holds
 its B x B blocks plus about ten B x B float64 intermediates. Driver memory is
@@ -27,12 +20,8 @@ O(B^2 * max_in_flight) when writing to disk.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import mmap
 import os
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,13 +30,10 @@ from typing import NamedTuple
 import numpy as np
 
 from ntk_dist.core import validate
-from ntk_dist.core.files import (
-    disk_full_as_usage_error,
-    temp_path,
-    trim_torn_line,
-    write_text_atomic,
-)
+from ntk_dist.core.files import disk_full_as_usage_error
 from ntk_dist.core.tiling import BYTES_PER_ENTRY, tiles
+from ntk_dist.distributed.gram_store import DiskSink, MemorySink, fingerprint, prepare_out
+from ntk_dist.theory.architecture import FC, FIELDS, resolve
 from ntk_dist.theory.kernels import DEFAULT_TILE, KINDS, kernel_config
 
 #: Tiles per worker the automatic tile size aims for (load balance vs per-task overhead).
@@ -59,7 +45,6 @@ _MAX_TILE_CPU, _MAX_TILE_GPU = DEFAULT_TILE, 2048
 _MIN_TILE = 128
 #: Fraction of available RAM an in-memory result may take before ``out`` is required.
 _IN_MEMORY_FRACTION = 0.5
-MANIFEST, LOG, COMPLETE = "manifest.json", "tiles.log", "COMPLETE"
 
 
 class GramResult(NamedTuple):
@@ -106,11 +91,8 @@ class TileResources:
 def gram(
     x1,
     x2=None,
+    arch: FC | None = None,
     *,
-    depth: int,
-    activation,
-    sigma_w: float,
-    sigma_b: float,
     get=KINDS,
     tile: int | None = None,
     out: str | os.PathLike | None = None,
@@ -118,6 +100,7 @@ def gram(
     resources: TileResources | None = None,
     max_in_flight: int | None = None,
     progress: bool = False,
+    **fields,
 ) -> GramResult:
     """Infinite-width NNGP/NTK Gram (``ntk_dist.fc_kernel``) in Ray tile tasks.
 
@@ -127,7 +110,9 @@ def gram(
       x1: inputs, shape (N1, d), float32 or float64.
       x2: inputs, shape (N2, d), or ``None`` for the symmetric Gram of x1 (tiles
         i <= j only, mirrored).
-      depth, activation, sigma_w, sigma_b, get: as in :func:`ntk_dist.fc_kernel`.
+      arch, **fields: the architecture, an :class:`ntk_dist.FC` or its fields as
+        keywords (``depth=2, activation="relu", ...``), as in :func:`ntk_dist.fc_kernel`.
+      get: as in :func:`ntk_dist.fc_kernel`.
       tile: tile edge B; default from worker count and memory (:func:`auto_tile`).
       out: directory for a disk-backed, checkpointed, resumable result; ``None``
         assembles in memory (refused when it would not fit).
@@ -148,16 +133,12 @@ def gram(
         stays valid (the ``.npy`` blocks are allocated up front), and rerunning after
         freeing space resumes.
     """
-    kernel_config(depth, activation, sigma_w, sigma_b, get)  # validates kernel arguments
+    arch = resolve(arch, fields)
+    kernel_config(arch, get)  # validates get
     kinds = tuple(k for k in KINDS if k in get)
-    kernel = dict(
-        kind="analytic",
-        depth=depth,
-        activation=activation,
-        sigma_w=float(sigma_w),
-        sigma_b=float(sigma_b),
-        get=kinds,
-    )
+    # Plain fields, not the FC: the manifest records them, and a named activation travels
+    # to the workers by name and resolves there to the cached function (jit cache hits).
+    kernel = dict(kind="analytic", **arch.kwargs(), get=kinds)
     with disk_full_as_usage_error(out):
         return _run(
             x1, x2, kernel, kinds, 1, tile, out, overwrite, resources, max_in_flight, progress
@@ -267,8 +248,8 @@ def _compute_tile(kernel: dict, x1, x2, b: int, i: int, j: int) -> dict:
     if kernel["kind"] == "analytic":
         from ntk_dist.theory.kernels import fc_kernel
 
-        args = {k: kernel[k] for k in ("depth", "activation", "sigma_w", "sigma_b", "get")}
-        res = fc_kernel(xa, xb, tile=max(len(xa), 1) * 2, **args)
+        fields = {k: kernel[k] for k in FIELDS}
+        res = fc_kernel(xa, xb, get=kernel["get"], tile=max(len(xa), 1) * 2, **fields)
         blocks = {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
     else:
         from ntk_dist.models.empirical import empirical_ntk, ntk_matrix
@@ -312,7 +293,7 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
         _check_fits(nbytes)
     else:
         out = Path(out)
-        _prepare_out(out, overwrite, nbytes)
+        prepare_out(out, overwrite, nbytes)
 
     ensure_ray()
     workers, memory = _cluster_shape(resources)
@@ -320,9 +301,9 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
         n1, n2, square=square, workers=workers, worker_memory=memory, gpu=resources.num_gpus > 0
     )
     grid = tiles(n1, n2, b, square)
-    fingerprint = _fingerprint(x1, x2, kernel, b, k)
-    sink = _MemorySink(shape, kinds, x1.dtype) if out is None else _DiskSink(
-        out, shape, kinds, x1.dtype, fingerprint
+    manifest = fingerprint(x1, x2, kernel, b, k)
+    sink = MemorySink(shape, kinds, x1.dtype) if out is None else DiskSink(
+        out, shape, kinds, x1.dtype, manifest
     )  # fmt: skip
     todo = [t for t in grid if t not in sink.done]
     in_flight = max_in_flight or 2 * workers
@@ -373,153 +354,3 @@ def _check_fits(nbytes: int) -> None:
             f"the Gram needs {nbytes / 2**30:.1f} GiB, more than half the {avail / 2**30:.1f} GiB "
             "of free memory; pass out=DIR to write it to disk"
         )
-
-
-def _prepare_out(out: Path, overwrite: bool, nbytes: int) -> None:
-    """Every output check, before any work: complete result, writability, free space."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out must be a directory, got the file {out}; choose another path")
-    if (out / COMPLETE).exists():
-        if not overwrite:
-            raise ValueError(
-                f"out {out} already holds a complete Gram; pass overwrite=True (--overwrite) "
-                "to replace it"
-            )
-        (out / COMPLETE).unlink()
-        for name in (MANIFEST, LOG):
-            (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic("", temp_path(out / "write-probe")).unlink()
-    except OSError as err:
-        raise ValueError(
-            f"out {out} is not writable ({err.strerror}); choose another path"
-        ) from None
-    existing = sum(f.stat().st_size for f in out.glob("*.npy"))
-    free = shutil.disk_usage(out).free + existing
-    if nbytes > free:
-        raise ValueError(
-            f"out {out} has {free / 2**30:.2f} GiB free but the Gram needs "
-            f"{nbytes / 2**30:.2f} GiB; free space or choose another path"
-        )
-
-
-def _fingerprint(x1, x2, kernel, b, k) -> dict:
-    h = hashlib.sha256()
-    for x in (x1, x2):
-        if x is not None:
-            h.update(np.ascontiguousarray(x).tobytes())
-    desc = {key: v for key, v in kernel.items() if key not in ("model", "params")}
-    if kernel["kind"] == "empirical":
-        import jax
-
-        for leaf in jax.tree.leaves(kernel["params"]):
-            h.update(np.ascontiguousarray(leaf).tobytes())
-        desc["model"] = repr(kernel["model"])
-    desc["activation"] = str(desc.get("activation"))
-    fp = dict(kernel=desc, inputs_sha256=h.hexdigest(), tile=b, outputs=k,
-              x1_shape=list(x1.shape), x2_shape=None if x2 is None else list(x2.shape),
-              dtype=str(x1.dtype))  # fmt: skip
-    return json.loads(json.dumps(fp))  # the form read back from manifest.json
-
-
-class _MemorySink:
-    def __init__(self, shape, kinds, dtype):
-        self.arrays = {name: np.empty(shape, dtype) for name in kinds}
-        self.done: set = set()
-
-    def write(self, ij, step, blocks, *, mirror):
-        r, c = ij[0] * step, ij[1] * step
-        for name, block in blocks.items():
-            a = self.arrays[name]
-            a[r : r + block.shape[0], c : c + block.shape[1]] = block
-            if mirror:
-                a[c : c + block.shape[1], r : r + block.shape[0]] = block.T
-
-    def finish(self):
-        pass
-
-    def result(self):
-        return self.arrays
-
-
-class _DiskSink(_MemorySink):
-    """Memmaps plus an fsync'd tile log; flushed and logged every ``_FLUSH_S`` seconds."""
-
-    _FLUSH_S = 2.0
-
-    def __init__(self, out: Path, shape, kinds, dtype, fingerprint):
-        from numpy.lib.format import open_memmap
-
-        self.out = out
-        manifest = out / MANIFEST
-        resume = manifest.exists() and json.loads(manifest.read_text()) == fingerprint
-        resume = resume and all((out / f"{n}.npy").exists() for n in kinds)
-        self.done = set()
-        if resume:
-            self.arrays = {n: open_memmap(out / f"{n}.npy", mode="r+") for n in kinds}
-            trim_torn_line(out / LOG)
-            if (out / LOG).exists():
-                for line in (out / LOG).read_text().splitlines():
-                    parts = line.split()
-                    if len(parts) == 2:  # a torn last line is ignored (recomputed)
-                        self.done.add((int(parts[0]), int(parts[1])))
-        else:
-            for name in (LOG, MANIFEST):
-                (out / name).unlink(missing_ok=True)
-            self.arrays = {
-                n: open_memmap(out / f"{n}.npy", mode="w+", dtype=dtype, shape=shape) for n in kinds
-            }
-            write_text_atomic(json.dumps(fingerprint, indent=1), manifest)
-        for name in kinds:
-            _reserve(out / f"{name}.npy")
-        self.log = open(out / LOG, "a")  # noqa: SIM115 - closed in finish()
-        self.unlogged: list = []
-        self.last_flush = time.monotonic()
-
-    def write(self, ij, step, blocks, *, mirror):
-        super().write(ij, step, blocks, mirror=mirror)
-        self.unlogged.append(ij)
-        if time.monotonic() - self.last_flush > self._FLUSH_S:
-            self._checkpoint()
-
-    def _checkpoint(self):
-        for a in self.arrays.values():
-            a.flush()
-            # Flushed pages are safe in the file: drop them from this process so the driver's
-            # resident memory stays O(tiles between checkpoints), not O(matrix).
-            a._mmap.madvise(mmap.MADV_DONTNEED)
-        self.log.write("".join(f"{i} {j}\n" for i, j in self.unlogged))
-        self.log.flush()
-        os.fsync(self.log.fileno())
-        self.unlogged = []
-        self.last_flush = time.monotonic()
-
-    def finish(self):
-        self._checkpoint()
-        self.log.close()
-        write_text_atomic("complete\n", self.out / COMPLETE)
-
-    def result(self):
-        from numpy.lib.format import open_memmap
-
-        names = list(self.arrays)
-        self.arrays.clear()
-        return {n: open_memmap(self.out / f"{n}.npy", mode="r") for n in names}
-
-
-def _reserve(path: Path) -> None:
-    """Allocate every block of ``path`` now: a memmap page that a full disk has no room for
-    kills the writer with SIGBUS, so a disk filling up mid-run must fail here, before work."""
-    if not hasattr(os, "posix_fallocate"):  # macOS: files stay sparse
-        return
-    fd = os.open(path, os.O_RDWR)
-    try:
-        os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
-    finally:
-        os.close(fd)
-
-
-def is_complete(out: str | os.PathLike) -> bool:
-    """True when ``out`` holds a finished disk-backed Gram (its ``COMPLETE`` marker)."""
-    return (Path(out) / COMPLETE).exists()

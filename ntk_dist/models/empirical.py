@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 
 from ntk_dist.core import validate
-from ntk_dist.models.networks import CatapultToy, FCNetwork
+from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
 
 IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
@@ -92,11 +92,9 @@ def empirical_ntk(model, params, x1, x2=None, *, implementation: str = "auto"):
 def _auto_implementation(model, params, x1, x2) -> str:
     if isinstance(model, FCNetwork):
         return "structured"
-    leaves = jax.tree_util.tree_leaves(params)
-    n_params = sum(int(p.size) for p in leaves)
     k = jax.eval_shape(apply_fn(model), params, x1[:1]).shape[-1]
-    itemsize = jnp.dtype(leaves[0].dtype).itemsize
-    size = (x1.shape[0] + x2.shape[0]) * k * n_params * itemsize
+    itemsize = jnp.dtype(jax.tree_util.tree_leaves(params)[0].dtype).itemsize
+    size = (x1.shape[0] + x2.shape[0]) * k * param_count(params) * itemsize
     return "jacobian" if size <= _JACOBIAN_BYTES else "ntvp"
 
 

@@ -13,24 +13,32 @@ The catapult toy (Lewkowycz et al. 2020, arXiv 2003.02218, eq. 2):
 f(x) = v^T u x / sqrt(n), u in R^{n x d}, v in R^{n x k}, entries N(0, 1), no biases.
 
 Parameters are pytrees of arrays; ``jax.vmap(model.init, (0, None))(keys, d)``
-gives an ensemble with a leading axis that ``jax.vmap(model.apply)`` consumes.
+gives an ensemble with a leading axis that ``jax.vmap(model.apply)`` consumes. Their
+size comes from the shapes alone (``model.n_params(d)``) or from a pytree
+(:func:`param_count`); the two agree.
+
+JAX is imported where arrays are made, so building and validating a model (a spec
+file's, say) needs no JAX of its own.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-
-import jax
-import jax.numpy as jnp
+from dataclasses import dataclass
 
 from ntk_dist.core import validate
-from ntk_dist.theory.activations import Activation, get_activation
+from ntk_dist.theory.activations import Activation
+from ntk_dist.theory.architecture import FC
+
+_DEFAULT = FC()
 
 
 @dataclass(frozen=True)
 class FCNetwork:
     """Fully connected network, NTK parameterisation (docs/theory.md §1).
+
+    The architecture is an :class:`ntk_dist.FC` (:attr:`arch`) plus the widths; the
+    defaults are FC's (relu, sigma_w = sqrt(2), sigma_b = 0).
 
     Attributes:
       widths: hidden widths (n_1, ..., n_L); ``depth`` = L = len(widths) >= 1.
@@ -42,24 +50,37 @@ class FCNetwork:
 
     widths: tuple[int, ...]
     out_dim: int = 1
-    activation: Activation = field(default="erf")  # type: ignore[assignment]
-    sigma_w: float = 1.0
-    sigma_b: float = 0.0
+    activation: Activation = _DEFAULT.activation
+    sigma_w: float = _DEFAULT.sigma_w
+    sigma_b: float = _DEFAULT.sigma_b
 
     def __post_init__(self):
         set_ = object.__setattr__
         set_(self, "widths", validate.positive_ints(self.widths, "widths"))
         set_(self, "out_dim", validate.positive_int(self.out_dim, "out_dim"))
-        set_(self, "activation", get_activation(self.activation))
-        set_(self, "sigma_w", validate.positive_float(self.sigma_w, "sigma_w"))
-        set_(self, "sigma_b", validate.nonnegative_float(self.sigma_b, "sigma_b"))
+        arch = FC(len(self.widths), self.activation, self.sigma_w, self.sigma_b)
+        set_(self, "activation", arch.activation)
+        set_(self, "sigma_w", arch.sigma_w)
+        set_(self, "sigma_b", arch.sigma_b)
 
     @classmethod
-    def make(cls, *, depth: int, width: int, **kw) -> FCNetwork:
-        """``depth`` hidden layers of equal ``width``."""
-        depth = validate.positive_int(depth, "depth")
+    def from_arch(cls, arch: FC, width: int, out_dim: int = 1) -> FCNetwork:
+        """``arch.depth`` hidden layers of equal ``width`` and a readout of ``out_dim``."""
+        if not isinstance(arch, FC):
+            raise ValueError(f"arch must be an FC, got {arch!r}")
         width = validate.positive_int(width, "width")
-        return cls(widths=(width,) * depth, **kw)
+        return cls((width,) * arch.depth, out_dim, arch.activation, arch.sigma_w, arch.sigma_b)
+
+    @classmethod
+    def make(cls, *, depth: int, width: int, out_dim: int = 1, **fields) -> FCNetwork:
+        """``depth`` hidden layers of equal ``width``; ``fields`` are the other fields of
+        :class:`ntk_dist.FC` (activation, sigma_w, sigma_b), FC's defaults otherwise."""
+        return cls.from_arch(FC(depth=depth, **fields), width, out_dim)
+
+    @property
+    def arch(self) -> FC:
+        """The architecture without the widths."""
+        return FC(self.depth, self.activation, self.sigma_w, self.sigma_b)
 
     @property
     def depth(self) -> int:
@@ -69,12 +90,21 @@ class FCNetwork:
         """(n_0, n_1, ..., n_L, k)."""
         return (in_dim, *self.widths, self.out_dim)
 
-    def init(self, key, in_dim: int, dtype=jnp.float32) -> tuple[dict, ...]:
-        """Standard-normal (w, beta) for every layer.
+    def n_params(self, in_dim: int) -> int:
+        """Trainable scalars for inputs of dimension ``in_dim``: sum of n_{l-1} n_l + n_l."""
+        sizes = self.layer_sizes(validate.positive_int(in_dim, "in_dim"))
+        return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+
+    def init(self, key, in_dim: int, dtype="float32") -> tuple[dict, ...]:
+        """Standard-normal (w, beta) for every layer, of ``dtype`` (a name or a dtype).
 
         Returns:
           tuple of L + 1 dicts ``{"w": (n_{l-1}, n_l), "b": (n_l,)}``.
         """
+        import jax
+        import jax.numpy as jnp
+
+        dtype = jnp.dtype(dtype)
         sizes = self.layer_sizes(validate.positive_int(in_dim, "in_dim"))
         keys = jax.random.split(key, 2 * (len(sizes) - 1))
         return tuple(
@@ -121,9 +151,17 @@ class CatapultToy:
         object.__setattr__(self, "width", validate.positive_int(self.width, "width"))
         object.__setattr__(self, "out_dim", validate.positive_int(self.out_dim, "out_dim"))
 
-    def init(self, key, in_dim: int, dtype=jnp.float32) -> dict:
-        """``{"u": (n, d), "v": (n, k)}`` with N(0, 1) entries."""
+    def n_params(self, in_dim: int) -> int:
+        """Trainable scalars for inputs of dimension ``in_dim``: n (d + k)."""
+        return self.width * (validate.positive_int(in_dim, "in_dim") + self.out_dim)
+
+    def init(self, key, in_dim: int, dtype="float32") -> dict:
+        """``{"u": (n, d), "v": (n, k)}`` with N(0, 1) entries of ``dtype``."""
+        import jax
+        import jax.numpy as jnp
+
         in_dim = validate.positive_int(in_dim, "in_dim")
+        dtype = jnp.dtype(dtype)
         ku, kv = jax.random.split(key)
         return {
             "u": jax.random.normal(ku, (self.width, in_dim), dtype),
@@ -139,5 +177,8 @@ Model = FCNetwork | CatapultToy
 
 
 def param_count(params) -> int:
-    """Number of trainable scalars in a parameter pytree."""
+    """Number of trainable scalars in a parameter pytree (arrays or ``jax.eval_shape``
+    structs); equals ``model.n_params(in_dim)`` for ``model.init(key, in_dim)``."""
+    import jax
+
     return sum(int(p.size) for p in jax.tree_util.tree_leaves(params))

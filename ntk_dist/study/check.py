@@ -302,7 +302,7 @@ def _check_gram(out: Path) -> CheckReport:
     import numpy as np
 
     from ntk_dist.core.tiling import tiles
-    from ntk_dist.distributed.gram import COMPLETE, LOG, MANIFEST
+    from ntk_dist.distributed.gram_store import COMPLETE, LOG, MANIFEST
 
     problems = _temp_files(out)
     try:

@@ -15,8 +15,8 @@ import pyarrow as pa
 
 from ntk_dist.engine.data import load
 from ntk_dist.study.spec import ExperimentSpec
+from ntk_dist.theory.gp import nngp_posterior, ntk_gp
 from ntk_dist.theory.kernels import fc_kernel
-from ntk_dist.theory.predict import nngp_posterior, ntk_gp
 
 REFERENCE_DOCS = {
     "step": "gradient-descent step t (the runs' record steps)",
@@ -47,7 +47,7 @@ def _reference(spec: ExperimentSpec, runs: pa.Table) -> pa.Table:
     data = load(spec.data.build())
     if spec.experiment == "ntk_convergence":
         x = data.x_test
-        k = fc_kernel(x[:1], x, **spec.model.kernel_args())
+        k = fc_kernel(x[:1], x, spec.model.arch())
         cols = {
             "index": np.arange(len(x)),
             "angle": np.arctan2(x[:, 1], x[:, 0]),
@@ -70,9 +70,10 @@ def _reference(spec: ExperimentSpec, runs: pa.Table) -> pa.Table:
 def _gp_reference(spec: ExperimentSpec, data, runs: pa.Table) -> dict:
     x, y, xt, yt = data.x_train, data.y_train, data.x_test, data.y_test
     pts = np.concatenate([x, xt])
-    kx = fc_kernel(x, **spec.model.kernel_args())
-    kp = fc_kernel(pts, x, **spec.model.kernel_args())
-    kpp = fc_kernel(pts, **spec.model.kernel_args(), get="nngp")
+    arch = spec.model.arch()
+    kx = fc_kernel(x, arch=arch)
+    kp = fc_kernel(pts, x, arch)
+    kpp = fc_kernel(pts, arch=arch, get="nngp")
     etas = np.unique(runs.column("learning_rate").to_numpy())
     if len(etas) != 1:
         raise ValueError(

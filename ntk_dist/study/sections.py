@@ -16,10 +16,13 @@ from ntk_dist.engine.data import DATASETS, DataSpec
 from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.study.search import SAMPLERS
 from ntk_dist.theory.activations import get_activation
+from ntk_dist.theory.architecture import FC
 
 #: Upper bounds: far beyond any real sweep, they keep every count an int64 (Parquet) and
 #: turn a typo (``n_trials: 1e12``) into an error naming the field instead of a hang.
 MAX_WIDTH, MAX_STEPS, MAX_COUNT, MAX_SEED = 2**30, 10**9, 10**6, 2**32 - 1
+#: The architecture defaults of a spec file are FC's (changing them changes spec hashes).
+_FC = FC()
 
 PosInt = Annotated[int, Field(gt=0, le=MAX_COUNT, strict=True)]
 PosFloat = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
@@ -39,19 +42,22 @@ class ModelSection(Section):
       kind: ``"toy"`` (catapult model f = v^T u x / sqrt(n)) or ``"fc"`` (fully
         connected, NTK parameterisation).
       widths: hidden widths to sweep (positive ints).
-      depth: hidden layers of ``fc`` (>= 1; ignored for ``toy``).
-      activation: ``fc`` activation name (see ``ntk_dist.theory.activations``).
-      sigma_w, sigma_b: ``fc`` weight and bias scales.
+      depth: hidden layers of ``fc`` (>= 1, default 2; ignored for ``toy``).
+      activation: ``fc`` activation name (see ``ntk_dist.theory.activations``; default
+        ``"relu"``).
+      sigma_w, sigma_b: ``fc`` weight and bias scales (default sqrt(2) and 0).
+
+    The defaults are those of :class:`ntk_dist.FC`, which :meth:`arch` returns.
     """
 
     kind: Literal["toy", "fc"]
     widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH, strict=True)]] = Field(
         min_length=1, max_length=1024
     )
-    depth: Annotated[int, Field(gt=0, le=1024, strict=True)] = 2
-    activation: str = "relu"
-    sigma_w: PosFloat = 1.4142135623730951
-    sigma_b: NonNegFloat = 0.0
+    depth: Annotated[int, Field(gt=0, le=1024, strict=True)] = _FC.depth
+    activation: str = _FC.activation_name
+    sigma_w: PosFloat = _FC.sigma_w
+    sigma_b: NonNegFloat = _FC.sigma_b
 
     @field_validator("activation")
     @classmethod
@@ -59,24 +65,23 @@ class ModelSection(Section):
         get_activation(v)
         return v
 
-    def kernel_args(self) -> dict:
-        """The architecture as :func:`ntk_dist.theory.kernels.fc_kernel` takes it."""
-        return dict(
-            depth=self.depth, activation=self.activation, sigma_w=self.sigma_w, sigma_b=self.sigma_b
-        )
+    def arch(self) -> FC:
+        """The ``fc`` architecture, as the kernels and :class:`ntk_dist.FCNetwork` take it.
+
+        Raises:
+          ValueError: for ``kind: toy``, which has none.
+        """
+        if self.kind != "fc":
+            raise ValueError(f"model.kind {self.kind!r} has no FC architecture; use kind 'fc'")
+        return FC(self.depth, self.activation, self.sigma_w, self.sigma_b)
 
     def build(self, width: int):
+        """The network of hidden width ``width``: a CatapultToy or an FCNetwork."""
         from ntk_dist.models.networks import CatapultToy, FCNetwork  # jax: only once built
 
         if self.kind == "toy":
             return CatapultToy(width)
-        return FCNetwork.make(
-            depth=self.depth,
-            width=width,
-            activation=self.activation,
-            sigma_w=self.sigma_w,
-            sigma_b=self.sigma_b,
-        )
+        return FCNetwork.from_arch(self.arch(), width)
 
 
 class DataSection(Section):

@@ -229,7 +229,7 @@ class ExperimentSpec(SpecBase):
 
         x = load(self.data.build()).x_train
         with jax.enable_x64(True):
-            theta = np.asarray(fc_kernel(x, **self.model.kernel_args(), get="ntk").ntk)
+            theta = np.asarray(fc_kernel(x, arch=self.model.arch(), get="ntk").ntk)
         return float(np.linalg.eigvalsh(theta)[-1]) / x.shape[0]
 
     def jobs(self) -> list[TrainJob]:

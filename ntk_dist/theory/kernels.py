@@ -37,7 +37,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_dist.core import validate
-from ntk_dist.theory.activations import Activation, get_activation
+from ntk_dist.theory.activations import Activation
+from ntk_dist.theory.architecture import FC, resolve
 
 KINDS = ("nngp", "ntk")
 
@@ -64,25 +65,23 @@ class Kernel(NamedTuple):
 def fc_kernel(
     x1,
     x2=None,
+    arch: FC | None = None,
     *,
-    depth: int,
-    activation,
-    sigma_w: float,
-    sigma_b: float,
     get=KINDS,
     diagonal: bool = False,
     tile: int | None = None,
+    **fields,
 ) -> Kernel:
     """NNGP and NTK of a fully connected network at infinite width.
 
     Args:
       x1: inputs, shape (N1, d), float32 or float64 (float64 needs ``jax_enable_x64``).
       x2: inputs, shape (N2, d), or ``None`` for the symmetric Gram K(x1, x1).
-      depth: number of hidden layers L >= 1 (the readout layer is added).
-      activation: ``"erf"``, ``"relu"``, ``"leaky_relu[:slope]"``, ``"identity"``, another
-        name from ``ntk_dist.theory.activations``, or an elementwise JAX function (quadrature).
-      sigma_w: weight scale, > 0.
-      sigma_b: bias scale, >= 0.
+      arch: the architecture, an :class:`ntk_dist.FC`; or leave it ``None`` and pass
+        its fields as keywords (``depth=3, activation="erf", sigma_w=1.5, sigma_b=0.05``;
+        FC's defaults fill the rest). ``activation`` may be any name from
+        ``ntk_dist.theory.activations`` (closed forms for erf, relu, leaky relu and
+        identity) or an elementwise JAX function (quadrature).
       get: which kernels to return, a subset of ``("nngp", "ntk")``.
       diagonal: return only K(x, x) for each row of x1, shape (N1,), by the cheaper
         diagonal recursion (x2 must be None).
@@ -95,9 +94,10 @@ def fc_kernel(
     Raises:
       ValueError: naming the argument, for mismatched feature dimensions,
         non-finite inputs, depth < 1, sigma_w <= 0, sigma_b < 0, an unknown
-        activation or an unknown kernel in ``get``.
+        activation, an unknown kernel in ``get``, or both ``arch`` and its fields.
+      TypeError: a keyword that is not a field of FC.
     """
-    cfg = kernel_config(depth, activation, sigma_w, sigma_b, get)
+    cfg = kernel_config(resolve(arch, fields), get)
     validate.inputs(x1, "x1")
     if x2 is not None:
         validate.inputs(x2, "x2")
@@ -119,17 +119,22 @@ def fc_kernel(
     return _tiled(x1, x2, tile, cfg)
 
 
-def kernel_config(depth, activation, sigma_w, sigma_b, get) -> dict:
+def kernel_config(arch: FC, get) -> dict:
+    """The static arguments of the jitted recursions for ``arch`` and the kinds in ``get``.
+
+    Raises:
+      ValueError: ``get`` is not a non-empty subset of ``KINDS``.
+    """
     if isinstance(get, str):
         get = (get,)
     get = tuple(get)
     if not get or any(g not in KINDS for g in get):
         raise ValueError(f"get must be a non-empty subset of {KINDS}, got {get!r}")
     return dict(
-        depth=validate.positive_int(depth, "depth"),
-        act=get_activation(activation),
-        sw=validate.positive_float(sigma_w, "sigma_w"),
-        sb=validate.nonnegative_float(sigma_b, "sigma_b"),
+        depth=arch.depth,
+        act=arch.activation,
+        sw=arch.sigma_w,
+        sb=arch.sigma_b,
         want_ntk="ntk" in get,
         want_nngp="nngp" in get,
     )

@@ -1,4 +1,8 @@
-"""NNGP and NTK-GP predictions, and the dynamics of linearised networks.
+"""The dynamics of linearised networks: outputs along training and learning rates.
+
+The infinite-width predictions (NNGP posterior, NTK-GP) live in
+:mod:`ntk_dist.theory.gp`; they share the conventions below and this module's
+building blocks (the decay D(t), time and matrix checks, the regulariser).
 
 Conventions (docs/theory.md §3-4): the loss over m training points is
 L = 1/(2m) sum_alpha ||f(x_alpha) - y_alpha||^2 and gradient descent is
@@ -12,7 +16,7 @@ for gradient descent on the linearised model. Flow time t and step count t are o
 the same scale (t steps of size eta ~ time t).
 
 Kernels are given as matrices; nothing here computes a kernel. Infinite-width
-kernels (:func:`ntk_gp`, :func:`nngp_posterior`) are scalar, shape (m, m), and act
+kernels (:func:`ntk_dist.ntk_gp`, :func:`ntk_dist.nngp_posterior`) are scalar, shape (m, m), and act
 identically on each of the k output columns. Empirical kernels
 (:func:`linearized_predict`) are the (m k, m k) sample-major matrices of
 :func:`ntk_dist.models.empirical.ntk_matrix`, with functions stored as (m, k).
@@ -49,27 +53,12 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.scipy.linalg import cho_factor, cho_solve, solve_triangular
 
 from ntk_dist.core import validate
 from ntk_dist.theory import numerics
 
 #: ``dynamics`` values: continuous gradient flow or discrete gradient descent.
 DYNAMICS = ("flow", "gd")
-
-
-class GaussianPrediction(NamedTuple):
-    """Mean and covariance of a Gaussian over function values at N test points.
-
-    Attributes:
-      mean: shape ``(*T, N, k)``; ``*T`` is the shape of the requested times
-        (empty for the NNGP posterior or a scalar time).
-      cov: shape ``(*T, N, N)``, shared by all k output columns (the infinite-width
-        kernels are diagonal in the outputs).
-    """
-
-    mean: jnp.ndarray
-    cov: jnp.ndarray
 
 
 class Trajectory(NamedTuple):
@@ -129,7 +118,7 @@ def critical_learning_rate(theta_train, *, num_outputs: int = 1) -> float:
 
 def _extreme_sharpness(theta_train, num_outputs: int) -> tuple[float, float]:
     k = validate.positive_int(num_outputs, "num_outputs")
-    theta = _kernel(theta_train, "theta_train")
+    theta = as_kernel(theta_train, "theta_train")
     rows = theta.shape[0]
     if rows % k:
         raise ValueError(
@@ -144,165 +133,7 @@ def _extreme_sharpness(theta_train, num_outputs: int) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------------
-# Predictions
-
-
-def nngp_posterior(
-    k_train,
-    k_test_train,
-    k_test_test,
-    y_train,
-    *,
-    noise_var: float = 0.0,
-    diag_reg: float = 0.0,
-) -> GaussianPrediction:
-    """Exact Bayesian (NNGP) posterior with Gaussian observation noise (docs/theory.md §4).
-
-    mean = K(x*, X) (K + s^2 I)^{-1} Y,  cov = K(x*, x*) - K(x*, X) (K + s^2 I)^{-1} K(X, x*).
-
-    Cholesky of K + s^2 I (+ the relative ``diag_reg``, module docstring):
-    O(m^3 + N m^2 + N^2 m) time, O(m^2 + N m + N^2) memory.
-
-    Args:
-      k_train: K(X, X), shape (m, m), symmetric PSD.
-      k_test_train: K(x*, X), shape (N, m).
-      k_test_test: K(x*, x*), shape (N, N).
-      y_train: targets, shape (m, k).
-      noise_var: s^2 >= 0, the label-noise variance (0: interpolate).
-      diag_reg: relative diagonal regulariser >= 0 (module docstring).
-
-    Returns:
-      :class:`GaussianPrediction` with mean (N, k) and cov (N, N) of the latent f(x*)
-      (add s^2 I to cov for noisy observations).
-    """
-    noise_var = validate.nonnegative_float(noise_var, "noise_var")
-    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
-    k_train = _kernel(k_train, "k_train")
-    m = k_train.shape[0]
-    y = _matrix(y_train, "y_train", rows=m)
-    k_tx = _matrix(k_test_train, "k_test_train", cols=m)
-    n = k_tx.shape[0]
-    k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
-
-    factored, mean, cov, pivots = _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg)
-    # diag(L)^2 of the Cholesky factor lies within A's eigenvalue range: a cheap lower
-    # bound on cond(A) (NaN when the factorisation failed).
-    lam = np.asarray(pivots)
-    dtype = lam.dtype
-    if not factored or numerics.ill_conditioned(lam.min(), lam.max(), dtype):
-        mean_diag = float(np.trace(np.asarray(k_train))) / m
-        r = numerics.jitter(m * (mean_diag * (1 + diag_reg) + noise_var), dtype)
-        for extra in (r, 10 * r, 100 * r) if mean_diag > 0 else ():
-            factored, mean, cov, _ = _nngp_core(
-                k_train, k_tx, k_tt, y, noise_var, diag_reg + extra / mean_diag
-            )
-            if factored:
-                cond = numerics.condition(lam.min(), lam.max())
-                numerics.warn_regularised("k_train", cond, extra, mean_diag, dtype)
-                break
-    if not factored:
-        raise ValueError(
-            "k_train + noise_var * I is not positive definite; pass noise_var > 0 or diag_reg > 0"
-        )
-    return GaussianPrediction(mean, cov)
-
-
-@jax.jit
-def _nngp_core(k_train, k_tx, k_tt, y, noise_var, diag_reg):
-    m = k_train.shape[0]
-    a = _regularise(k_train, diag_reg) + noise_var * jnp.eye(m, dtype=k_train.dtype)
-    chol = cho_factor(a, lower=True)
-    mean = k_tx @ cho_solve(chol, y)
-    half = solve_triangular(chol[0], k_tx.T, lower=True)  # L^{-1} K(X, x*), (m, N)
-    pivots = jnp.diagonal(chol[0]) ** 2
-    return jnp.all(jnp.isfinite(chol[0])), mean, _symmetrise(k_tt - half.T @ half), pivots
-
-
-def ntk_gp(
-    theta_train,
-    theta_test_train,
-    k_train,
-    k_test_train,
-    k_test_test,
-    y_train,
-    ts,
-    *,
-    lr: float,
-    dynamics: str = "flow",
-    diag_reg: float = 0.0,
-) -> GaussianPrediction:
-    """NTK-GP: distribution over random init of infinite-width networks trained for time t.
-
-    With eta' = lr / m and D(t) the decay of the module docstring (docs/theory.md §4,
-    Lee et al. 2019)::
-
-        A(t)    = Theta(x*, X) Theta^{-1} (I - D(t))
-        mean(t) = A(t) Y
-        cov(t)  = K(x*, x*) + A(t) K A(t)^T - (A(t) K(X, x*) + transpose)
-
-    t = 0 gives the prior (mean 0, cov K(x*, x*)); t = inf gives kernel regression
-    with the NTK (D = 0 for flow, and for gd when 0 < lr lambda_i < 2). The same
-    formulas evaluated at x* = X give the training-set distribution.
-
-    Cost: one eigendecomposition of Theta(X, X), then O(T N m^2 + T N^2 m) time and
-    O(T N (m + N)) memory for T times.
-
-    Args:
-      theta_train: Theta(X, X), shape (m, m), symmetric PSD.
-      theta_test_train: Theta(x*, X), shape (N, m).
-      k_train: NNGP K(X, X), shape (m, m).
-      k_test_train: K(x*, X), shape (N, m).
-      k_test_test: K(x*, x*), shape (N, N).
-      y_train: targets, shape (m, k).
-      ts: times, a scalar or 1-D array of values >= 0, ``inf`` allowed; for
-        ``dynamics="gd"`` they are step counts (non-negative integers or ``inf``).
-      lr: learning rate eta > 0 of our loss (docs/theory.md §3).
-      dynamics: ``"flow"`` (gradient flow) or ``"gd"`` (discrete gradient descent).
-      diag_reg: relative diagonal regulariser of Theta(X, X) and K(X, X) (module docstring).
-
-    Returns:
-      :class:`GaussianPrediction` with mean ``(*T, N, k)`` and cov ``(*T, N, N)``.
-
-    Raises:
-      ValueError: naming the argument on bad shapes, non-finite entries, negative or
-        (for gd) non-integer times, or a t = inf request that does not converge.
-    """
-    lr = validate.positive_float(lr, "lr")
-    validate.choice(dynamics, "dynamics", DYNAMICS)
-    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
-    theta = _kernel(theta_train, "theta_train")
-    m = theta.shape[0]
-    k_x = _kernel(k_train, "k_train", size=m)
-    y = _matrix(y_train, "y_train", rows=m)
-    theta_tx = _matrix(theta_test_train, "theta_test_train", cols=m)
-    n = theta_tx.shape[0]
-    k_tx = _matrix(k_test_train, "k_test_train", rows=n, cols=m)
-    k_tt = _matrix(k_test_test, "k_test_test", rows=n, cols=n)
-    times = _times(ts, dynamics)
-
-    args = (theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m)
-    eigs, mean, cov = _ntk_gp_core(*args, diag_reg, dynamics)
-    if np.any(np.isinf(times)):
-        extra = _inf_regulariser(np.asarray(eigs), theta, "theta_train")
-        if extra:
-            eigs, mean, cov = _ntk_gp_core(*args, diag_reg + extra, dynamics)
-        _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
-    shape = np.shape(ts)
-    return GaussianPrediction(
-        mean.reshape(shape + mean.shape[1:]), cov.reshape(shape + cov.shape[1:])
-    )
-
-
-@functools.partial(jax.jit, static_argnames="dynamics")
-def _ntk_gp_core(theta, theta_tx, k_x, k_tx, k_tt, y, times, lr_eff, diag_reg, dynamics):
-    eigs, vecs = jnp.linalg.eigh(_regularise(theta, diag_reg))
-    k_x = _regularise(k_x, diag_reg)
-    _, ratio = _decay(eigs, times, lr_eff, dynamics)  # (T, m)
-    proj = theta_tx @ vecs  # Theta(x*, X) V, (N, m)
-    a = jnp.einsum("nj,tj,ij->tni", proj, ratio, vecs)  # A(t), (T, N, m)
-    cross = a @ k_tx.T  # A K(X, x*), (T, N, N)
-    cov = k_tt + a @ k_x @ jnp.swapaxes(a, -1, -2) - cross - jnp.swapaxes(cross, -1, -2)
-    return eigs, a @ y, _symmetrise(cov)
+# Outputs of the linearised network along training
 
 
 def linearized_predict(
@@ -336,7 +167,7 @@ def linearized_predict(
         :func:`ntk_dist.models.empirical.ntk_matrix`.
       f0_train: f(X; theta_0), shape (m, k).
       y_train: targets, shape (m, k).
-      ts: times or step counts, as in :func:`ntk_gp`.
+      ts: times or step counts, as in :func:`ntk_dist.ntk_gp`.
       theta_test_train: Theta_hat_0(x*, X), shape (N k, m k); ``None`` for train only.
       f0_test: f(x*; theta_0), shape (N, k); required with ``theta_test_train``.
       lr: learning rate eta > 0 of our loss.
@@ -349,35 +180,35 @@ def linearized_predict(
     lr = validate.positive_float(lr, "lr")
     validate.choice(dynamics, "dynamics", DYNAMICS)
     diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
-    theta = _kernel(theta_train, "theta_train")
-    y = _matrix(y_train, "y_train")
+    theta = as_kernel(theta_train, "theta_train")
+    y = as_matrix(y_train, "y_train")
     m, k = y.shape
     if theta.shape[0] != m * k:
         raise ValueError(
             f"theta_train has shape {tuple(theta.shape)} but y_train {tuple(y.shape)} needs "
             f"({m * k}, {m * k}) = (m k, m k); build it with ntk_matrix(empirical_ntk(...))"
         )
-    f0 = _matrix(f0_train, "f0_train", rows=m, cols=k)
+    f0 = as_matrix(f0_train, "f0_train", rows=m, cols=k)
     if (theta_test_train is None) != (f0_test is None):
         raise ValueError("theta_test_train and f0_test go together: pass both or neither")
     theta_tx = f0_t = None
     if theta_test_train is not None:
-        theta_tx = _matrix(theta_test_train, "theta_test_train", cols=m * k)
+        theta_tx = as_matrix(theta_test_train, "theta_test_train", cols=m * k)
         if theta_tx.shape[0] % k:
             raise ValueError(
                 f"theta_test_train has {theta_tx.shape[0]} rows, not a multiple of k={k}; "
                 "pass ntk_matrix(empirical_ntk(model, params, x_test, x_train))"
             )
-        f0_t = _matrix(f0_test, "f0_test", rows=theta_tx.shape[0] // k, cols=k)
-    times = _times(ts, dynamics)
+        f0_t = as_matrix(f0_test, "f0_test", rows=theta_tx.shape[0] // k, cols=k)
+    times = check_times(ts, dynamics)
 
     args = (theta, f0, y, theta_tx, f0_t, times, lr / m)
     eigs, train, test = _linearized_core(*args, diag_reg, dynamics)
     if np.any(np.isinf(times)):
-        extra = _inf_regulariser(np.asarray(eigs), theta, "theta_train")
+        extra = inf_regulariser(np.asarray(eigs), theta, "theta_train")
         if extra:
             eigs, train, test = _linearized_core(*args, diag_reg + extra, dynamics)
-        _check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
+        check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
     shape = np.shape(ts)
     train = train.reshape(shape + (m, k))
     return Trajectory(train, None if test is None else test.reshape(shape + f0_t.shape))
@@ -385,8 +216,8 @@ def linearized_predict(
 
 @functools.partial(jax.jit, static_argnames="dynamics")
 def _linearized_core(theta, f0, y, theta_tx, f0_t, times, lr_eff, diag_reg, dynamics):
-    eigs, vecs = jnp.linalg.eigh(_regularise(theta, diag_reg))
-    decay, ratio = _decay(eigs, times, lr_eff, dynamics)  # (T, m k)
+    eigs, vecs = jnp.linalg.eigh(regularise(theta, diag_reg))
+    decay, ratio = mode_decay(eigs, times, lr_eff, dynamics)  # (T, m k)
     resid = vecs.T @ (f0 - y).reshape(-1)  # V^T (f_0 - Y), (m k,)
     train = y.reshape(-1) + (decay * resid) @ vecs.T  # (T, m k)
     if theta_tx is None:
@@ -395,16 +226,16 @@ def _linearized_core(theta, f0, y, theta_tx, f0_t, times, lr_eff, diag_reg, dyna
 
 
 # ---------------------------------------------------------------------------------
-# Helpers
+# Building blocks, shared with ntk_dist.theory.gp
 
 
-def _decay(eigs, times, lr_eff, dynamics: str):
+def mode_decay(eigs, times, lr_eff, dynamics: str):
     """Per-mode decay d_i(t) and (1 - d_i(t)) / s_i for eigenvalues s_i of Theta.
 
     Returns two arrays of shape (T, m). Accurate for small s_i: expm1/log1p keep
     (1 - d) / s at relative precision, and s_i = 0 takes the limit eta' t. At
     t = inf, d = 0 and the ratio is 1 / s_i; the caller checks that this limit
-    exists (:func:`_check_converges`).
+    exists (:func:`check_converges`).
     """
     dtype = eigs.dtype
     s = eigs[None, :]
@@ -427,10 +258,10 @@ def _decay(eigs, times, lr_eff, dynamics: str):
     return (1.0 - one_minus).astype(dtype), ratio.astype(dtype)
 
 
-def _inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
+def inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
     """Extra relative diag_reg that makes ``theta`` well conditioned for t = inf, with a
     :class:`NumericalWarning`; 0 when it already is, or when it is indefinite beyond
-    rounding (then :func:`_check_converges` refuses it)."""
+    rounding (then :func:`check_converges` refuses it)."""
     lam_min, lam_max = float(eigs.min()), float(eigs.max())
     if not numerics.ill_conditioned(lam_min, lam_max, eigs.dtype):
         return 0.0
@@ -442,7 +273,9 @@ def _inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
     return r / mean_diag
 
 
-def _check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) -> None:
+def check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) -> None:
+    """Refuse a t = inf request whose limit does not exist (ValueError naming ``name``):
+    a singular or indefinite kernel, or gradient descent with lr' lambda_max >= 2."""
     # Numerical rank cut-off as in numpy.linalg.matrix_rank.
     cutoff = eigs.size * np.finfo(eigs.dtype).eps * max(abs(eigs).max(), 1e-300)
     if eigs.min() <= cutoff:
@@ -458,7 +291,8 @@ def _check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) 
         )
 
 
-def _times(ts, dynamics: str) -> np.ndarray:
+def check_times(ts, dynamics: str) -> np.ndarray:
+    """``ts`` as a 1-D float64 array of times >= 0 (``inf`` allowed; integers for gd)."""
     arr = np.asarray(ts)
     if arr.ndim > 1 or not np.issubdtype(arr.dtype, np.number) or arr.size == 0:
         raise ValueError(f"ts must be a number or a non-empty 1-D array of times, got {ts!r}")
@@ -475,7 +309,7 @@ def _times(ts, dynamics: str) -> np.ndarray:
     return arr
 
 
-def _matrix(a, name: str, *, rows: int | None = None, cols: int | None = None):
+def as_matrix(a, name: str, *, rows: int | None = None, cols: int | None = None):
     """Check a finite 2-D array on the host; return it as a floating JAX array."""
     host = np.asarray(a)
     if host.ndim != 2:
@@ -495,14 +329,14 @@ def _matrix(a, name: str, *, rows: int | None = None, cols: int | None = None):
     return jnp.asarray(a, dtype=host.dtype)
 
 
-def _kernel(a, name: str, *, size: int | None = None):
+def as_kernel(a, name: str, *, size: int | None = None):
     """A finite, square matrix, symmetric to sqrt(eps) of its largest entry.
 
     The tolerance admits the rounding of Gram matrices summed over many parameters
     in float32 (J J^T is not bitwise symmetric) and still catches a cross kernel
     passed in place of a training kernel. The cores symmetrise before use.
     """
-    arr = _matrix(a, name, rows=size, cols=size)
+    arr = as_matrix(a, name, rows=size, cols=size)
     host = np.asarray(arr)
     if host.shape[0] != host.shape[1]:
         raise ValueError(f"{name} must be square, got shape {host.shape}")
@@ -512,11 +346,12 @@ def _kernel(a, name: str, *, size: int | None = None):
     return arr
 
 
-def _symmetrise(a):
+def symmetrise(a):
+    """(a + a^T) / 2 over the last two axes."""
     return 0.5 * (a + jnp.swapaxes(a, -1, -2))
 
 
-def _regularise(a, diag_reg):
+def regularise(a, diag_reg):
     """Symmetrise, then add diag_reg * mean(diag(a)) to the diagonal (exact no-op at 0)."""
     n = a.shape[0]
-    return _symmetrise(a) + diag_reg * jnp.trace(a) / n * jnp.eye(n, dtype=a.dtype)
+    return symmetrise(a) + diag_reg * jnp.trace(a) / n * jnp.eye(n, dtype=a.dtype)

@@ -41,6 +41,7 @@ import numpy as np
 from ntk_dist.core import validate
 from ntk_dist.core.tiling import tile_for_bytes, tiles
 from ntk_dist.theory import numerics
+from ntk_dist.theory.architecture import FC, resolve
 from ntk_dist.theory.kernels import fc_kernel
 
 METHODS = ("auto", "dense", "cg")
@@ -131,22 +132,26 @@ def pcg(matvec, b, *, precond=None, tol: float = 1e-8, maxiter: int = 1000) -> C
     return CGResult(x[:, 0] if vec else x, it, residuals, bool(final <= tol))
 
 
-def nystrom_factor(x, rank: int, *, seed: int = 0, **kernel) -> np.ndarray:
+def nystrom_factor(
+    x, rank: int, arch: FC | None = None, *, get, seed: int = 0, **fields
+) -> np.ndarray:
     """Nystrom factor L with K ~= L L^T = K_nm K_mm^{-1} K_mn on ``rank`` random landmarks.
 
     Args:
       x: inputs, shape (N, d).
       rank: number of landmarks m (uniform without replacement, ``seed``).
-      **kernel: ``depth``, ``activation``, ``sigma_w``, ``sigma_b``, ``get`` (one kind).
+      arch, **fields: the architecture, as in :func:`ntk_dist.fc_kernel`.
+      get: the kernel, one kind: ``("ntk",)`` or ``("nngp",)``.
 
     Returns:
       L, shape (N, r), r <= m (directions of K_mm below 1e-12 of its top eigenvalue
       are dropped). Cost: one N x m kernel block plus O(N m^2) flops.
     """
-    (kind,) = kernel["get"]
+    arch = resolve(arch, fields)
+    (kind,) = get
     n = x.shape[0]
     idx = np.sort(np.random.default_rng(seed).choice(n, size=min(rank, n), replace=False))
-    k_nm = np.asarray(getattr(fc_kernel(x, x[idx], **kernel), kind), dtype=np.float64)
+    k_nm = np.asarray(getattr(fc_kernel(x, x[idx], arch, get=get), kind), dtype=np.float64)
     w, v = np.linalg.eigh(k_nm[idx])
     keep = w > 1e-12 * w.max()
     return k_nm @ (v[:, keep] / np.sqrt(w[keep]))
@@ -186,15 +191,15 @@ def nystrom_preconditioner(low_rank: np.ndarray, shift: float):
     return apply
 
 
-def kernel_matvec(x, *, block_bytes: float = 2**28, **kernel):
+def kernel_matvec(x, arch: FC | None = None, *, get, block_bytes: float = 2**28, **fields):
     """V -> K(x, x) V computed in symmetric blocks, K never stored.
 
     Args:
       x: inputs, shape (N, d).
+      arch, **fields: the architecture, as in :func:`ntk_dist.fc_kernel`.
+      get: the kernel, one kind: ``("ntk",)`` or ``("nngp",)``.
       block_bytes: memory for one B x B block's kernel values and intermediates
         (B = sqrt(block_bytes / 128); 2**28 gives B = 1448).
-      **kernel: ``depth``, ``activation``, ``sigma_w``, ``sigma_b`` and ``get`` (one kind)
-        of :func:`ntk_dist.fc_kernel`.
 
     Returns:
       ``matvec(v)`` for v of shape (N, m), float64. Each call computes the blocks
@@ -202,11 +207,12 @@ def kernel_matvec(x, *, block_bytes: float = 2**28, **kernel):
       K_ij V_j to rows i and K_ij^T V_i to rows j; diagonal blocks are computed as
       square Grams, so the result equals ``fc_kernel(x) @ v`` to rounding.
     """
+    arch = resolve(arch, fields)
     b = tile_for_bytes(block_bytes)
 
     def matvec(v):
         out = np.zeros((x.shape[0], v.shape[1]))
-        for ri, rj, k in symmetric_blocks(x, b, **kernel):
+        for ri, rj, k in symmetric_blocks(x, b, arch, get=get):
             out[ri] += k @ v[rj]
             if ri != rj:
                 out[rj] += k.T @ v[ri]
@@ -215,39 +221,35 @@ def kernel_matvec(x, *, block_bytes: float = 2**28, **kernel):
     return matvec
 
 
-def symmetric_blocks(x, b: int, **kernel):
+def symmetric_blocks(x, b: int, arch: FC | None = None, *, get, **fields):
     """The blocks i <= j of K(x, x), one at a time.
 
     Args:
       x: inputs, shape (N, d).
       b: block edge B (the last block row/column is ragged).
-      **kernel: ``depth``, ``activation``, ``sigma_w``, ``sigma_b`` and ``get`` (one kind).
+      arch, **fields: the architecture, as in :func:`ntk_dist.fc_kernel`.
+      get: the kernel, one kind: ``("ntk",)`` or ``("nngp",)``.
 
     Yields:
       (rows_i, rows_j, K_ij): two slices of range(N) and the block, shape (|rows_i|,
       |rows_j|), float64 ndarray; diagonal blocks are square Grams (diagonal pinned to the
       diagonal recursion), as in ``fc_kernel(x)``.
     """
-    (kind,) = kernel["get"]
+    arch = resolve(arch, fields)
+    (kind,) = get
     n = x.shape[0]
     for i, j in tiles(n, n, b, square=True):
         ri, rj = slice(i * b, (i + 1) * b), slice(j * b, (j + 1) * b)
-        yield (
-            ri,
-            rj,
-            np.asarray(getattr(fc_kernel(x[ri], None if i == j else x[rj], **kernel), kind)),
-        )
+        block = fc_kernel(x[ri], None if i == j else x[rj], arch, get=get)
+        yield ri, rj, np.asarray(getattr(block, kind))
 
 
 def kernel_regression(
     x_train,
     y_train,
     x_test=None,
+    arch: FC | None = None,
     *,
-    depth: int,
-    activation,
-    sigma_w: float,
-    sigma_b: float,
     kind: str = "ntk",
     method: str = "auto",
     diag_reg: float = 1e-6,
@@ -255,12 +257,14 @@ def kernel_regression(
     maxiter: int = 1000,
     rank: int = 256,
     block_bytes: float = 2**28,
+    **fields,
 ) -> Regression:
     """NNGP or NTK-GP posterior mean from the infinite-width kernel.
 
     Args:
       x_train: shape (N, d). y_train: shape (N,) or (N, m). x_test: shape (N_test, d) or None.
-      depth, activation, sigma_w, sigma_b: kernel, as in :func:`ntk_dist.fc_kernel`.
+      arch, **fields: the architecture, an :class:`ntk_dist.FC` or its fields as keywords,
+        as in :func:`ntk_dist.fc_kernel`.
       kind: "nngp" or "ntk".
       method: "dense", "cg" (matrix-free), or "auto" (dense up to ``DENSE_MAX`` points).
       diag_reg: relative ridge r / mean(diag K) >= 0 (see module docstring).
@@ -272,6 +276,7 @@ def kernel_regression(
     Returns:
       :class:`Regression` in float64.
     """
+    arch = resolve(arch, fields)
     validate.choice(kind, "kind", ("nngp", "ntk"))
     validate.choice(method, "method", METHODS)
     diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
@@ -287,7 +292,7 @@ def kernel_regression(
     if x_test is not None:
         x_test = np.asarray(validate.inputs(x_test, "x_test"), dtype=np.float64)
         validate.same_features(x, x_test, ("x_train", "x_test"))
-    kernel = dict(depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b, get=(kind,))
+    kernel = dict(arch=arch, get=(kind,))
     diag = np.asarray(getattr(fc_kernel(x, diagonal=True, **kernel), kind))
     shift = diag_reg * diag.mean()
     if method == "auto":
