@@ -40,6 +40,7 @@ import pyarrow as pa
 from ntk_dist.core import validate
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
+from ntk_dist.models.networks import FCNetwork
 
 BACKENDS = ("local", "ray")
 DEFAULT_MEMORY_BYTES = 2 * 2**30
@@ -80,8 +81,6 @@ def estimate_bytes(job: TrainJob) -> int:
     over the training set, the dense Theta_hat(X, X) and its per-layer factors, and
     the recorded trajectories; doubled for XLA temporaries.
     """
-    from ntk_dist.models.networks import FCNetwork  # loaded already: the job's model is built
-
     itemsize = 8 if job.dtype == "float64" else 4
     d, k = job.data.dim, job.model.out_dim
     m = job.data.n_train + job.data.n_test

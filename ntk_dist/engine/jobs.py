@@ -15,15 +15,13 @@ it; building a job imports the models layer (its networks and the sharpness meth
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.engine.data import DataSpec
-
-if TYPE_CHECKING:
-    from ntk_dist.models.networks import CatapultToy, FCNetwork
+from ntk_dist.models.methods import SHARPNESS_METHODS
+from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 OPTIMIZERS = ("gd", "sgd", "momentum")
 LR_UNITS = ("absolute", "lambda0")
@@ -105,11 +103,6 @@ class TrainJob:
     tag: str = ""
 
     def __post_init__(self):
-        # Imported here, not at module level, so that importing this module (every spec
-        # check does) loads no jax; a built model has loaded its module already.
-        from ntk_dist.models.empirical import SHARPNESS_METHODS
-        from ntk_dist.models.networks import CatapultToy, FCNetwork
-
         set_ = object.__setattr__
         if not isinstance(self.model, (FCNetwork, CatapultToy)):
             raise ValueError(
@@ -200,8 +193,6 @@ class TrainJob:
     @property
     def width(self) -> int:
         """Largest hidden width n (the scale of catapult peaks)."""
-        from ntk_dist.models.networks import CatapultToy
-
         return self.model.width if isinstance(self.model, CatapultToy) else max(self.model.widths)
 
     @property

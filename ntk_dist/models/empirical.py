@@ -32,9 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from ntk_dist.core import validate
+from ntk_dist.models.methods import IMPLEMENTATIONS, SHARPNESS_METHODS
 from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
-
-IMPLEMENTATIONS = ("auto", "jacobian", "ntvp", "structured")
 
 # "auto" materialises Jacobians only while they stay below this many bytes.
 _JACOBIAN_BYTES = 512 * 2**20
@@ -161,7 +160,6 @@ def ntk_matrix(theta):
     return jnp.transpose(theta, (0, 2, 1, 3)).reshape(n1 * k1, n2 * k2)
 
 
-SHARPNESS_METHODS = ("auto", "dense", "lanczos")
 # "auto" switches to Lanczos above this many rows (m k) of Theta_hat(X, X).
 _DENSE_MAX_ROWS = 2048
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ntk_dist.distributed.execute import Resources
 from ntk_dist.engine.data import DATASETS, DataSpec
 from ntk_dist.engine.jobs import record_schedule
+from ntk_dist.models.networks import CatapultToy, FCNetwork
 from ntk_dist.study.search import SAMPLERS
 from ntk_dist.theory.activations import get_activation
 from ntk_dist.theory.architecture import FC
@@ -77,8 +78,6 @@ class ModelSection(Section):
 
     def build(self, width: int):
         """The network of hidden width ``width``: a CatapultToy or an FCNetwork."""
-        from ntk_dist.models.networks import CatapultToy, FCNetwork  # jax: only once built
-
         if self.kind == "toy":
             return CatapultToy(width)
         return FCNetwork.from_arch(self.arch(), width)
