@@ -23,3 +23,32 @@ def ray_local():
     yield ray
     if started:
         ray.shutdown()
+
+
+#: The smallest sweep tests compare against: one toy width, 6 points in 2 rounds of 3
+#: (two part files), one seed, 64 steps.
+TINY_SWEEP = {
+    "name": "tiny",
+    "model": {"kind": "toy", "widths": [64]},
+    "training": {"seeds": 1, "steps": 64},
+    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 6, "parallel": 3},
+}
+
+
+@pytest.fixture
+def tiny_sweep_spec() -> dict:
+    """The spec of :func:`tiny_sweep`, as a fresh dict a test may change."""
+    import copy
+
+    return copy.deepcopy(TINY_SWEEP)
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(ray_local, tmp_path_factory):
+    """:data:`TINY_SWEEP`, run once per session (a SweepResult). Read only: a test that
+    changes the directory copies ``out_dir`` first (``shutil.copytree`` to tmp_path)."""
+    from ntk_dist.study.spec import parse_spec
+    from ntk_dist.study.sweep import run_sweep
+
+    out = tmp_path_factory.mktemp("tiny_sweep") / "out"
+    return run_sweep(parse_spec(TINY_SWEEP), out, progress=False)

@@ -12,22 +12,12 @@ import yaml
 from ntk_dist.cli import main
 from ntk_dist.study.check import check_results
 from ntk_dist.study.results import read_runs
-from ntk_dist.study.spec import parse_spec
-from ntk_dist.study.sweep import run_sweep
-
-TINY = {
-    "name": "check_test",
-    "model": {"kind": "toy", "widths": [64]},
-    "training": {"seeds": 2, "steps": 64},
-    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 4, "parallel": 2},
-}
 
 
-@pytest.fixture(scope="module")
-def sweep_dir(ray_local, tmp_path_factory):
-    out = tmp_path_factory.mktemp("sweep") / "out"
-    run_sweep(parse_spec(TINY), out, progress=False)
-    return out
+@pytest.fixture
+def sweep_dir(tiny_sweep):
+    """The session's tiny sweep (read only: tests that change it work on a _copy)."""
+    return tiny_sweep.out_dir
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +47,7 @@ def _problems(out):
 def test_a_finished_sweep_passes(sweep_dir, capsys):
     report = check_results(sweep_dir)
     assert report.kind == "sweep" and report.problems == []
-    assert "8 runs" in report.summary and "4 of 4 trials complete" in report.summary
+    assert "6 runs" in report.summary and "6 of 6 trials complete" in report.summary
     assert main(["check", str(sweep_dir)]) == 0
     assert capsys.readouterr().out.strip().endswith(": OK")
 

@@ -14,6 +14,7 @@ import io
 import subprocess
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,6 @@ BASES = [yaml.safe_load(p.read_text()) for p in sorted((ROOT / "sweeps").glob("*
 SETTINGS = dict(
     deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
 )
-COUNTS = {"accepted": 0, "rejected": 0}
 
 scalars = (
     st.none()
@@ -150,16 +150,17 @@ def _rejected_for_real(tmp: Path) -> str:
     return err.getvalue()
 
 
-def _judge(text: str, fields: list[str]) -> None:
+def _judge(text: str, fields: list[str], counts: Counter) -> None:
+    """Judge one spec text; ``counts`` (the calling test's own) tallies the verdicts."""
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         rc, out, err = _dry_run(tmp, text)
         if rc == 0:
-            COUNTS["accepted"] += 1
+            counts["accepted"] += 1
             assert "nothing written: --dry-run" in out
             assert not (tmp / "out").exists()
             return
-        COUNTS["rejected"] += 1
+        counts["rejected"] += 1
         assert rc == 2, (rc, err)
         assert err.startswith(f"ntk-dist run: error: {tmp / 'spec.yaml'}"), err
         assert "Traceback" not in err
@@ -167,9 +168,29 @@ def _judge(text: str, fields: list[str]) -> None:
         assert _rejected_for_real(tmp) == err
 
 
-@settings(max_examples=700, **SETTINGS)
-@given(mutated_specs())
-def test_mutated_shipped_specs(case):
+def _fuzz(strategy, max_examples: int, check) -> Counter:
+    """Run ``check(example, counts)`` on the derandomised examples of ``strategy``; the
+    tally is local to the call, so a test's counts never depend on the other tests."""
+    counts = Counter()
+
+    @settings(max_examples=max_examples, **SETTINGS)
+    @given(strategy)
+    def run(example):
+        check(example, counts)
+
+    run()
+    return counts
+
+
+@pytest.fixture
+def in_empty_dir(tmp_path, monkeypatch):
+    """Run in an empty working directory, so a spec that ran a shell command would
+    leave its file there (and no leftover of another test is mistaken for one)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _judge_mutated(case, counts):
     spec, paths = case
     # An error names a mutated field (model.widths, training.budget ...), or its section
     # when a rule spans the section's fields ("data: ... 'single' is one sample ...").
@@ -178,28 +199,51 @@ def test_mutated_shipped_specs(case):
     fields += ["model, data and training do not fit together"]
     if any(p[0] == "experiment" for p in paths):
         fields = []  # another kind of spec now: its own fields are named, not the mutated ones
-    _judge(yaml.safe_dump(spec), fields)
+    _judge(yaml.safe_dump(spec), fields, counts)
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(garbage | st.lists(garbage) | st.sampled_from([[], 0, "text", None]))
-def test_documents_that_are_not_specs(doc):
-    _judge(yaml.safe_dump(doc), [] if isinstance(doc, dict) else ["must be a mapping"])
+def _judge_document(doc, counts):
+    _judge(yaml.safe_dump(doc), [] if isinstance(doc, dict) else ["must be a mapping"], counts)
 
 
-@settings(max_examples=150, **SETTINGS)
-@given(st.sampled_from(RAW) | st.text(max_size=60) | st.binary(max_size=40).map(repr))
-def test_raw_yaml_text_and_unsafe_tags(text):
-    _judge(text, [])
-    assert not Path("pwned.txt").exists()
+#: (strategy, examples, judge) of each property test; together >= 1,000 specs.
+MUTATED = (mutated_specs(), 700, _judge_mutated)
+DOCUMENTS = (
+    garbage | st.lists(garbage) | st.sampled_from([[], 0, "text", None]),
+    150,
+    _judge_document,
+)
+RAW_TEXT = (
+    st.sampled_from(RAW) | st.text(max_size=60) | st.binary(max_size=40).map(repr),
+    150,
+    lambda text, counts: _judge(text, [], counts),
+)
 
 
-def test_at_least_1000_specs_were_judged():
-    # Runs after the three property tests above (file order); proves the count.
-    if not any(COUNTS.values()):
-        pytest.skip("counts the examples of the property tests; run the whole file")
-    assert COUNTS["accepted"] + COUNTS["rejected"] >= 1000, COUNTS
-    assert COUNTS["accepted"] >= 20 and COUNTS["rejected"] >= 500, COUNTS  # both branches
+def test_mutated_shipped_specs(in_empty_dir):
+    counts = _fuzz(*MUTATED)
+    assert sum(counts.values()) >= MUTATED[1], counts  # every example judged
+    # Both branches are exercised: valid mutations dry-run, invalid ones are refused.
+    assert counts["accepted"] >= 20 and counts["rejected"] >= 500, counts
+    assert not (in_empty_dir / "pwned.txt").exists()
+
+
+def test_documents_that_are_not_specs(in_empty_dir):
+    counts = _fuzz(*DOCUMENTS)
+    assert sum(counts.values()) >= DOCUMENTS[1], counts
+    assert counts["rejected"] >= 100, counts
+    assert not (in_empty_dir / "pwned.txt").exists()
+
+
+def test_raw_yaml_text_and_unsafe_tags(in_empty_dir):
+    counts = _fuzz(*RAW_TEXT)
+    assert sum(counts.values()) >= RAW_TEXT[1], counts
+    assert not (in_empty_dir / "pwned.txt").exists()
+
+
+def test_at_least_1000_specs_are_judged():
+    # Each property test above checks that it judged all its examples; together:
+    assert sum(n for _, n, _ in (MUTATED, DOCUMENTS, RAW_TEXT)) >= 1000
 
 
 BAD_FOR_CLI = [

@@ -10,6 +10,7 @@ import errno
 import importlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import threading
@@ -18,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from ntk_dist import fc_kernel, gram
 from ntk_dist.cli import main as cli_main
@@ -27,7 +27,6 @@ from ntk_dist.distributed.execute import estimate_bytes, run_jobs
 from ntk_dist.distributed.gram_store import LOG, is_complete
 from ntk_dist.study.results import read_runs
 from ntk_dist.study.spec import parse_spec
-from ntk_dist.study.sweep import run_sweep
 from tests.tolerances import atol
 
 files_module = importlib.import_module("ntk_dist.core.files")
@@ -36,19 +35,14 @@ store_module = importlib.import_module("ntk_dist.distributed.gram_store")
 execute_module = importlib.import_module("ntk_dist.distributed.execute")
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "name": "full_disk",
-    "model": {"kind": "toy", "widths": [64]},
-    "training": {"seeds": 1, "steps": 64},
-    "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 6, "parallel": 3},  # 2 rounds, 2 parts
-}
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 NO_SPACE = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
 
-@pytest.fixture(scope="module")
-def reference(ray_local, tmp_path_factory):
-    return run_sweep(parse_spec(TINY), tmp_path_factory.mktemp("reference"), progress=False)
+@pytest.fixture
+def reference(tiny_sweep):
+    """The undisturbed sweep (2 rounds, 2 part files) the interrupted ones must equal."""
+    return tiny_sweep
 
 
 @pytest.fixture
@@ -81,9 +75,10 @@ def _fill(mnt: Path) -> Path:
     return filler
 
 
-def _spec_file(tmp_path) -> Path:
+def _spec_file(tmp_path, reference) -> Path:
+    """The reference sweep's spec, as the file ``ntk-dist run`` reads."""
     path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
+    shutil.copy(reference.out_dir / "spec.yaml", path)
     return path
 
 
@@ -103,7 +98,7 @@ def _assert_nothing_partial(out: Path) -> None:
 
 
 def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monkeypatch, capsys):
-    out, spec_path = tmp_path / "out", _spec_file(tmp_path)
+    out, spec_path = tmp_path / "out", _spec_file(tmp_path, reference)
     real = files_module.write_atomic
 
     def disk_fills_at_second_part(path, write, **kw):
@@ -134,7 +129,7 @@ def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monke
 
 
 def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(reference, tmpfs, tmp_path, capsys):
-    out, spec_path = tmpfs / "out", _spec_file(tmp_path)
+    out, spec_path = tmpfs / "out", _spec_file(tmp_path, reference)
     args = ["run", str(spec_path), "--out", str(out), "--no-progress"]
     code = []
     driver = threading.Thread(target=lambda: code.append(cli_main(args)))
@@ -278,13 +273,13 @@ def test_in_memory_gram_too_large_is_refused_before_work(monkeypatch):
         gram(np.zeros((400, 8)), **CFG)  # 2 x 400^2 float64 = 2.4 MiB
 
 
-def _toy_jobs(n, width=4096):
-    spec = parse_spec({**TINY, "model": {"kind": "toy", "widths": [width]}})
+def _toy_jobs(spec_dict, n, width=4096):
+    spec = parse_spec({**spec_dict, "model": {"kind": "toy", "widths": [width]}})
     return [spec.job(width, 1.0 + 0.1 * i, 0, f"j{i}") for i in range(n)]
 
 
-def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
-    jobs = _toy_jobs(6)
+def test_training_batch_is_split_to_fit_free_memory(tiny_sweep_spec, monkeypatch):
+    jobs = _toy_jobs(tiny_sweep_spec, 6)
     need = estimate_bytes(jobs[0])
     sizes = []
     real = execute_module.train_batch
@@ -300,8 +295,10 @@ def test_training_batch_is_split_to_fit_free_memory(monkeypatch):
 
 
 @pytest.mark.parametrize("backend", ["local", "ray"])
-def test_training_job_too_large_is_refused_before_it_starts(ray_local, monkeypatch, backend):
-    jobs = _toy_jobs(2)
+def test_training_job_too_large_is_refused_before_it_starts(
+    ray_local, tiny_sweep_spec, monkeypatch, backend
+):
+    jobs = _toy_jobs(tiny_sweep_spec, 2)
     need = estimate_bytes(jobs[0])
     monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: need - 1)
     monkeypatch.setattr("ntk_dist.distributed.runtime.worker_memory", lambda: need - 1)

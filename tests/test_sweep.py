@@ -15,7 +15,7 @@ import yaml
 
 from ntk_dist.core.files import exclusive_lock
 from ntk_dist.study.results import RUN_SCHEMA, read_runs
-from ntk_dist.study.spec import parse_spec
+from ntk_dist.study.spec import load_spec, parse_spec
 from ntk_dist.study.sweep import run_sweep
 
 TOY = {
@@ -182,7 +182,7 @@ def test_sigkill_twice_then_resume_gives_exactly_the_uninterrupted_result(ray_lo
         np.testing.assert_array_equal(ours[col].to_numpy(), ref[col].to_numpy())
 
 
-def test_crash_between_ask_and_round_attrs_with_stale_journal_lock(ray_local, tmp_path):
+def test_crash_between_ask_and_round_attrs_with_stale_journal_lock(tiny_sweep, tmp_path):
     # The windows a SIGKILL rarely hits: a trial asked but not yet given its round size,
     # and Optuna's journal lock left behind by a killed writer.
     from optuna.trial import TrialState
@@ -190,15 +190,7 @@ def test_crash_between_ask_and_round_attrs_with_stale_journal_lock(ray_local, tm
     from ntk_dist.study.results import prepare_output
     from ntk_dist.study.trials import distributions, open_study
 
-    tiny = parse_spec(
-        {
-            "name": "tiny",
-            "model": {"kind": "toy", "widths": [64]},
-            "training": {"seeds": 1, "steps": 64},
-            "search": {"eta_lambda0": [1.0, 5.0], "n_trials": 6, "parallel": 3},
-        }
-    )
-    reference = run_sweep(tiny, tmp_path / "reference", progress=False)
+    tiny, reference = load_spec(tiny_sweep.out_dir / "spec.yaml"), tiny_sweep
 
     out = tmp_path / "crashed"
     prepare_output(tiny, out)
