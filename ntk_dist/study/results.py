@@ -85,10 +85,11 @@ def add_run_columns(table: pa.Table, **columns) -> pa.Table:
 
 
 def schema_markdown(schema: pa.Schema = RUN_SCHEMA) -> str:
-    """A Markdown table of ``schema``: column, Arrow type, nullable, meaning (README)."""
+    """A Markdown table of ``schema``: column, Arrow type, nullable, meaning
+    (``docs/schemas.md``); a ``|`` inside a doc (a norm ||x||) is escaped as ``\\|``."""
     lines = ["| column | type | null | meaning |", "| --- | --- | --- | --- |"]
     for f in schema:
-        doc = (f.metadata or {}).get(b"doc", b"").decode()
+        doc = (f.metadata or {}).get(b"doc", b"").decode().replace("|", "\\|")
         lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.nullable else 'no'} | {doc} |")
     return "\n".join(lines)
 
