@@ -14,7 +14,8 @@ import time
 import numpy as np
 
 from ntk_dist import fc_kernel, gram
-from ntk_dist.distributed.gram import TileResources, _cluster_shape, auto_tile
+from ntk_dist.distributed.gram import auto_tile, cluster_shape
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.distributed.runtime import ensure_ray
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1, get=("ntk",))
@@ -31,7 +32,7 @@ def main():
     ref = np.asarray(fc_kernel(x, **CFG).ntk)
     base = time.perf_counter() - t
     print(json.dumps(dict(n=n, mode="in-process", seconds=base)), flush=True)
-    workers, memory = _cluster_shape(TileResources())
+    workers, memory = cluster_shape(Resources())
     auto = auto_tile(n, n, square=True, workers=workers, worker_memory=memory)
     # Each tile twice: the first run includes the workers' JIT compiles of its tile shapes.
     for tile in [t for t in [None, *tiles] for _ in range(2)]:

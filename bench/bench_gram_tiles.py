@@ -17,7 +17,8 @@ import time
 import numpy as np
 
 from ntk_dist import fc_kernel, gram
-from ntk_dist.distributed.gram import TileResources, _cluster_shape, auto_tile
+from ntk_dist.distributed.gram import auto_tile, cluster_shape
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.distributed.runtime import ensure_ray
 
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1, get=("ntk",))
@@ -28,7 +29,7 @@ def main():
     tiles = [int(t) for t in sys.argv[3:]]
     x = np.random.default_rng(0).normal(size=(n, 32)).astype(np.float32)
     ensure_ray(num_cpus=2)
-    workers, memory = _cluster_shape(TileResources())
+    workers, memory = cluster_shape(Resources())
     auto = auto_tile(n, n, square=True, workers=workers, worker_memory=memory)
     print(json.dumps(dict(n=n, workers=workers, auto=auto)), flush=True)
     for tile in sorted({auto, *tiles}):

@@ -47,8 +47,9 @@ _PUBLIC = {
     "ntk_dist.engine.train": ("initial_params", "train", "train_batch"),
     "ntk_dist.engine.precision": ("float32_check",),
     "ntk_dist.distributed.runtime": ("ensure_ray",),
-    "ntk_dist.distributed.execute": ("Resources", "plan_batches", "run_jobs", "submit_jobs"),
-    "ntk_dist.distributed.gram": ("GramResult", "TileResources", "empirical_gram", "gram"),
+    "ntk_dist.distributed.resources": ("Resources",),
+    "ntk_dist.distributed.execute": ("plan_batches", "run_jobs", "submit_jobs"),
+    "ntk_dist.distributed.gram": ("GramResult", "empirical_gram", "gram"),
     "ntk_dist.analysis.phases": ("PHASES", "label_runs"),
     "ntk_dist.analysis.boundaries": ("estimate_boundaries",),
     "ntk_dist.analysis.stats": (

@@ -9,12 +9,12 @@ import pyarrow as pa
 import pytest
 
 from ntk_dist.distributed.execute import (
-    Resources,
     estimate_bytes,
     plan_batches,
     run_jobs,
     submit_jobs,
 )
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DataSpec
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA

@@ -282,14 +282,15 @@ def test_training_batch_is_split_to_fit_free_memory(tiny_sweep_spec, monkeypatch
     jobs = _toy_jobs(tiny_sweep_spec, 6)
     need = estimate_bytes(jobs[0])
     sizes = []
-    real = execute_module.train_batch
+    train_module = importlib.import_module("ntk_dist.engine.train")
+    real = train_module.train_batch
 
     def recording(batch):
         sizes.append(len(batch))
         return real(batch)
 
     monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: 2 * need + 1)
-    monkeypatch.setattr(execute_module, "train_batch", recording)
+    monkeypatch.setattr(train_module, "train_batch", recording)
     table = run_jobs(jobs)
     assert sizes == [2, 2, 2] and table.column("tag").to_pylist() == [j.tag for j in jobs]
 
@@ -301,8 +302,8 @@ def test_training_job_too_large_is_refused_before_it_starts(
     jobs = _toy_jobs(tiny_sweep_spec, 2)
     need = estimate_bytes(jobs[0])
     monkeypatch.setattr("ntk_dist.distributed.runtime.available_memory", lambda: need - 1)
-    monkeypatch.setattr("ntk_dist.distributed.runtime.worker_memory", lambda: need - 1)
-    monkeypatch.setattr(execute_module, "train_batch", None)  # nothing may train
+    monkeypatch.setattr("ntk_dist.distributed.runtime.task_memory", lambda resources: need - 1)
+    monkeypatch.setattr("ntk_dist.engine.train.train_batch", None)  # nothing may train
     monkeypatch.setattr(execute_module, "_batch_task", None)
     with pytest.raises(ValueError, match="training job of width 4096 on 1 points needs about"):
         run_jobs(jobs, backend=backend)

@@ -7,37 +7,27 @@ fits a worker (:func:`estimate_bytes`). Each batch is one call of
 (``backend="ray"``). Records depend only on each job's fields (seeds included), never
 on the batch it ran in or the worker that ran it.
 
-Ray tasks and devices (:class:`Resources`):
-
-- ``num_gpus > 0``: the task asks Ray for the GPUs; Ray sets CUDA_VISIBLE_DEVICES, so
-  JAX in the worker sees exactly the devices it was given.
-- ``num_gpus == 0``: the task asks for ``num_cpus`` CPUs and sets ``JAX_PLATFORMS=cpu``
-  (a CPU task on a GPU node must not grab GPU memory). Ray does not pin processes to
-  cores, so the thread count is capped through the environment instead:
-  ``OMP_NUM_THREADS=N`` (BLAS/LAPACK called by XLA's CPU eigendecompositions) and, for
-  N = 1, ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``
-  (XLA:CPU's Eigen matmuls then run on the calling thread). Without these, every
-  1-CPU task would start a thread per machine core and oversubscribe the node. For
-  N > 1 XLA keeps its default pool (one thread per core); prefer one CPU per task and
-  more tasks.
-- Failed tasks are retried (``max_retries``; a task that raised is retried too when
-  ``retry_exceptions``; a worker that died always is).
+Ray tasks and devices: :class:`ntk_dist.distributed.resources.Resources` (CPUs, GPUs,
+retries and the worker environment of each task). Failed tasks are retried
+(``Resources.max_retries``; a task that raised is retried too when
+``retry_exceptions``; a worker that died always is).
 
 Memory: batches are cut to fit both ``memory_bytes`` and the memory of the worker that
-will train them (free RAM here for the local backend, the largest Ray node's for CPU
-tasks), and a job that fits no worker on its own is refused before anything trains,
+will train them (free RAM here for the local backend; for CPU tasks, the largest Ray
+node's share per task, :func:`ntk_dist.distributed.runtime.task_memory`), and a job
+that fits no worker on its own is refused before anything trains,
 rather than killed midway (accelerator memory is not probed).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core import validate
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.models.networks import FCNetwork
@@ -45,32 +35,6 @@ from ntk_dist.models.networks import FCNetwork
 BACKENDS = ("local", "ray")
 DEFAULT_MEMORY_BYTES = 2 * 2**30
 DEFAULT_MAX_BATCH = 256
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one batch task asks Ray for.
-
-    Attributes:
-      num_cpus: CPUs per task (>= 1 when no GPU; also the thread cap, see module doc).
-      num_gpus: GPUs per task (0 for CPU tasks, 1 for a GPU node's device).
-    """
-
-    num_cpus: int = 1
-    num_gpus: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "num_cpus", validate.positive_int(self.num_cpus, "num_cpus"))
-        object.__setattr__(self, "num_gpus", validate.nonnegative_float(self.num_gpus, "num_gpus"))
-
-    def env_vars(self) -> dict[str, str]:
-        """Environment of the worker process running a batch (see module docstring)."""
-        if self.num_gpus > 0:
-            return {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
-        env = {"JAX_PLATFORMS": "cpu", "OMP_NUM_THREADS": str(self.num_cpus)}
-        if self.num_cpus == 1:
-            env["XLA_FLAGS"] = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        return env
 
 
 def estimate_bytes(job: TrainJob) -> int:
@@ -150,15 +114,12 @@ def slot_batch_size(jobs: Sequence[TrainJob], resources: Resources) -> int:
 
     if not jobs:
         return DEFAULT_MAX_BATCH
-    have = ray.cluster_resources()
-    slots = have.get("CPU", 1.0) // resources.num_cpus
-    if resources.num_gpus:
-        slots = min(slots, have.get("GPU", 0.0) // resources.num_gpus)
+    slots = resources.slots(ray.cluster_resources())
     groups: dict[tuple, int] = {}
     for job in jobs:
         groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
     largest = max(groups.values())
-    return int(min(DEFAULT_MAX_BATCH, max(1, -(-largest // max(1, 2 * slots)))))
+    return int(min(DEFAULT_MAX_BATCH, max(1, -(-largest // (2 * slots)))))
 
 
 def _free_memory(backend: str, resources: Resources | None) -> float:
@@ -166,14 +127,15 @@ def _free_memory(backend: str, resources: Resources | None) -> float:
     largest Ray node's (CPU tasks), unknown (infinity) for accelerator memory."""
     import jax
 
-    from ntk_dist.distributed.runtime import available_memory, ensure_ray, worker_memory
+    from ntk_dist.distributed.runtime import available_memory, ensure_ray, task_memory
 
     if backend == "local":
         return available_memory() if jax.default_backend() == "cpu" else float("inf")
-    if isinstance(resources, Resources) and resources.num_gpus > 0:
+    resources = Resources() if resources is None else resources
+    if resources.num_gpus > 0:
         return float("inf")
     ensure_ray()
-    return worker_memory()
+    return task_memory(resources)
 
 
 def run_jobs(
@@ -183,7 +145,6 @@ def run_jobs(
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
     resources: Resources | None = None,
-    max_retries: int = 3,
     retry_exceptions: bool = True,
 ) -> pa.Table:
     """Train every job and return one record per job.
@@ -194,7 +155,7 @@ def run_jobs(
         (one Ray task per batch, on the Ray instance this process is connected to;
         a local loopback one is started by :func:`ntk_dist.distributed.runtime.ensure_ray` if none).
       memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
-      resources, max_retries, retry_exceptions: Ray task options, see :func:`submit_jobs`.
+      resources, retry_exceptions: Ray task options, see :func:`submit_jobs`.
 
     Returns:
       pa.Table in RECORD_SCHEMA, rows in the order of ``jobs``.
@@ -214,7 +175,7 @@ def run_jobs(
     else:
         import ray
 
-        refs = _submit(jobs, plan, resources, max_retries, retry_exceptions)
+        refs = _submit(jobs, plan, resources, retry_exceptions)
         tables = ray.get(refs)
     order = np.argsort(np.concatenate([np.asarray(b, np.int64) for b in plan]), kind="stable")
     return pa.concat_tables(tables).take(pa.array(order))
@@ -226,7 +187,6 @@ def submit_jobs(
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
     max_batch: int = DEFAULT_MAX_BATCH,
     resources: Resources | None = None,
-    max_retries: int = 3,
     retry_exceptions: bool = True,
 ) -> list:
     """Submit the batches of :func:`plan_batches` as Ray tasks without waiting.
@@ -234,8 +194,8 @@ def submit_jobs(
     Args:
       jobs: TrainJobs.
       memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
-      resources: CPUs/GPUs per task (default: 1 CPU, no GPU).
-      max_retries: Ray retries of a failed task (>= 0).
+      resources: CPUs, GPUs and retries per task (default ``Resources()``: 1 CPU, no
+        GPU, 5 retries).
       retry_exceptions: also retry tasks that raised (not only dead workers).
 
     Returns:
@@ -249,10 +209,10 @@ def submit_jobs(
     """
     jobs = list(jobs)
     plan = _plan(jobs, memory_bytes, max_batch, _free_memory("ray", resources))
-    return _submit(jobs, plan, resources, max_retries, retry_exceptions)
+    return _submit(jobs, plan, resources, retry_exceptions)
 
 
-def _submit(jobs, plan, resources, max_retries, retry_exceptions):
+def _submit(jobs, plan, resources, retry_exceptions):
     import ray
 
     from ntk_dist.distributed.runtime import ensure_ray
@@ -260,13 +220,11 @@ def _submit(jobs, plan, resources, max_retries, retry_exceptions):
     resources = Resources() if resources is None else resources
     if not isinstance(resources, Resources):
         raise ValueError(f"resources must be a Resources, got {type(resources).__name__}")
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an integer >= 0, got {max_retries!r}")
     ensure_ray()
     task = ray.remote(_batch_task).options(
         num_cpus=resources.num_cpus,
         num_gpus=resources.num_gpus,
-        max_retries=max_retries,
+        max_retries=resources.max_retries,
         retry_exceptions=bool(retry_exceptions),
         runtime_env={"env_vars": resources.env_vars()},
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +32,7 @@ from ntk_dist.core import validate
 from ntk_dist.core.files import disk_full_as_usage_error
 from ntk_dist.core.tiling import BYTES_PER_ENTRY, tiles
 from ntk_dist.distributed.gram_store import DiskSink, MemorySink, fingerprint, prepare_out
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.theory.architecture import FC, FIELDS, resolve
 from ntk_dist.theory.kernels import DEFAULT_TILE, KINDS, kernel_config
 
@@ -64,30 +64,6 @@ class GramResult(NamedTuple):
     tiles_computed: int
 
 
-@dataclass(frozen=True)
-class TileResources:
-    """Ray resources of one tile task.
-
-    Attributes:
-      num_cpus: CPUs per task (default 1).
-      num_gpus: GPUs per task; 1 on GPU nodes so each tile runs on its own device
-        (default 0).
-      max_retries: re-executions of a task lost with its worker or node (default 5).
-    """
-
-    num_cpus: float = 1.0
-    num_gpus: float = 0.0
-    max_retries: int = 5
-
-    def __post_init__(self):
-        validate.positive_float(self.num_cpus, "resources.num_cpus")
-        validate.nonnegative_float(self.num_gpus, "resources.num_gpus")
-        if not isinstance(self.max_retries, int) or self.max_retries < 0:
-            raise ValueError(
-                f"resources.max_retries must be an integer >= 0, got {self.max_retries!r}"
-            )
-
-
 def gram(
     x1,
     x2=None,
@@ -97,7 +73,7 @@ def gram(
     tile: int | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
-    resources: TileResources | None = None,
+    resources: Resources | None = None,
     max_in_flight: int | None = None,
     progress: bool = False,
     **fields,
@@ -117,7 +93,7 @@ def gram(
       out: directory for a disk-backed, checkpointed, resumable result; ``None``
         assembles in memory (refused when it would not fit).
       overwrite: replace a complete result in ``out`` (otherwise ValueError).
-      resources: Ray resources per tile task (``TileResources(num_gpus=1)`` on GPUs).
+      resources: Ray resources per tile task (``Resources(num_gpus=1)`` on GPUs).
       max_in_flight: most tasks pending at once (default 2 per worker CPU).
       progress: show a tqdm bar (tiles done, entries/s, ETA).
 
@@ -154,7 +130,7 @@ def empirical_gram(
     tile: int | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
-    resources: TileResources | None = None,
+    resources: Resources | None = None,
     max_in_flight: int | None = None,
     progress: bool = False,
 ) -> GramResult:
@@ -216,15 +192,13 @@ def auto_tile(
     return int(max(_MIN_TILE, min(b, b_mem, cap)))
 
 
-def _cluster_shape(resources: TileResources) -> tuple[int, float]:
+def cluster_shape(resources: Resources) -> tuple[int, float]:
+    """(tile tasks the connected Ray cluster runs at once, bytes of memory per task)."""
     import ray
 
-    total = ray.cluster_resources()
-    key = "GPU" if resources.num_gpus > 0 else "CPU"
-    per = resources.num_gpus if key == "GPU" else resources.num_cpus
-    workers = max(1, int(total.get(key, 1) // per))
-    memory = total.get("memory", 8e9) / max(1, int(total.get("CPU", 1)))
-    return workers, memory
+    from ntk_dist.distributed.runtime import task_memory
+
+    return resources.slots(ray.cluster_resources()), task_memory(resources)
 
 
 def _compute_tile(kernel: dict, x1, x2, b: int, i: int, j: int) -> dict:
@@ -282,7 +256,7 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
         x2 = None if x2 is None else x2.astype(np.float64)
     if tile is not None:
         tile = validate.positive_int(tile, "tile")
-    resources = resources or TileResources()
+    resources = resources or Resources()
     if max_in_flight is not None:
         max_in_flight = validate.positive_int(max_in_flight, "max_in_flight")
     square = x2 is None
@@ -296,7 +270,7 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
         prepare_out(out, overwrite, nbytes)
 
     ensure_ray()
-    workers, memory = _cluster_shape(resources)
+    workers, memory = cluster_shape(resources)
     b = tile or auto_tile(
         n1, n2, square=square, workers=workers, worker_memory=memory, gpu=resources.num_gpus > 0
     )

@@ -104,13 +104,17 @@ def available_memory() -> int:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
 
 
-def worker_memory() -> float:
-    """Bytes of memory of the largest live node of the connected Ray cluster.
+def task_memory(resources) -> float:
+    """Bytes of memory one Ray task of ``resources`` may use on the connected cluster.
 
-    Ray's ``memory`` resource of a node (its free memory, less the object store, when
-    the node started); infinity when Ray reports none.
+    The largest live node's ``memory`` resource (its free memory, less the object store,
+    when the node started) shared by the tasks of this shape that node runs at once
+    (:meth:`ntk_dist.distributed.resources.Resources.slots`); infinity when Ray reports
+    none. The one memory estimate of training batches and Gram tiles.
     """
     import ray
 
-    nodes = [n["Resources"].get("memory", 0.0) for n in ray.nodes() if n["Alive"]]
-    return max(nodes, default=0.0) or float("inf")
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    best = max(nodes, key=lambda r: r.get("memory", 0.0), default={})
+    memory = best.get("memory", 0.0)
+    return memory / resources.slots(best) if memory else float("inf")

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ntk_dist.distributed.execute import Resources
+from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DATASETS, DataSpec
 from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.models.networks import CatapultToy, FCNetwork
