@@ -129,9 +129,8 @@ class TrainJob:
         set_(self, "batch_size", self._checked_batch_size())
         set_(self, "momentum", self._checked_momentum())
         set_(self, "record", self._checked_record())
-        if isinstance(self.probe_points, bool) or not isinstance(self.probe_points, int):
-            raise ValueError(f"probe_points must be an integer >= 0, got {self.probe_points!r}")
-        if not 0 <= self.probe_points <= self.data.n_train:
+        set_(self, "probe_points", validate.nonnegative_int(self.probe_points, "probe_points"))
+        if self.probe_points > self.data.n_train:
             raise ValueError(
                 f"probe_points must be in [0, data.n_train={self.data.n_train}], "
                 f"got {self.probe_points}"

@@ -30,6 +30,8 @@ PosFloat = Annotated[float, Field(gt=0, lt=1e12, allow_inf_nan=False)]
 NonNegFloat = Annotated[float, Field(ge=0, lt=1e12, allow_inf_nan=False)]
 Steps = Annotated[int, Field(gt=0, le=MAX_STEPS, strict=True)]
 Seed = Annotated[int, Field(ge=0, le=MAX_SEED, strict=True)]
+#: Seeds per point or width (a typo such as 10**6 is refused, not planned).
+Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
 
 
 class Section(BaseModel):
@@ -143,7 +145,7 @@ class TrainingSection(Section):
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
     steps: Steps | Literal["auto"] = "auto"
     budget: BudgetSection = BudgetSection()
-    seeds: Annotated[int, Field(gt=0, le=1000, strict=True)] = 2
+    seeds: Seeds = 2
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
 
@@ -201,8 +203,6 @@ class ResourcesSection(Section):
         return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
 
 
-#: Seeds per width: the sweeps' bound (a typo such as 10**6 is refused, not planned).
-Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
 
 
 class ExperimentTraining(Section):
