@@ -43,7 +43,9 @@ bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check ntk_dist tests bench
+	$(VENV)/bin/ruff check ntk_dist tests bench tools docs
+	$(VENV)/bin/lint-imports
+	$(PY) tools/check_architecture.py
 
 clean:
 	rm -rf results .pytest_cache build/site

@@ -1,7 +1,7 @@
 """Benchmark (a): the seeds' ensemble, one batched program vs a loop of single runs.
 
 100 erf networks (2 hidden layers of width 512, sigma_w = 1.5, sigma_b = 0.05) trained
-by full-batch GD on the 5-point cubic problem (science.md §6.1), eta * lambda0 = 1.
+by full-batch GD on the 5-point cubic problem (docs/theory.md §6.1), eta * lambda0 = 1.
 "batched": one ``train_batch`` call (its automatic chunking); "loop": a Python loop of
 ``train`` calls, one separately dispatched jitted run per network (compiled once,
 timed warm). Prints member-steps/s for both and their ratio. The loop can be timed on

@@ -1,6 +1,6 @@
 """Benchmark (b): the catapult grid through Ray on 2 local workers vs in-process.
 
-Toy model n = 4096 on one sample (science.md §5), 64 values of eta * lambda0 in
+Toy model n = 4096 on one sample (docs/theory.md §5), 64 values of eta * lambda0 in
 [0.5, 5] x 8 seeds x 2000 GD steps = 512 jobs. In-process: ``run_jobs`` with the
 local backend (XLA may use both cores). Ray: a local 2-CPU loopback instance,
 ``max_batch`` chosen so that the grid splits into 2 batches, one per 1-CPU worker.

@@ -15,6 +15,9 @@ def test_ruff_clean():
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (it comes with the dev extra)")
     result = subprocess.run(
-        [ruff, "check", "ntk_dist", "tests", "bench"], cwd=ROOT, capture_output=True, text=True
+        [ruff, "check", "ntk_dist", "tests", "bench", "tools", "docs"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr

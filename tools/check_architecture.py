@@ -79,9 +79,7 @@ def scan(root: Path):
                 and node.attr.startswith("_")
                 and not node.attr.startswith("__")
             ):
-                private.append(
-                    f"{path}:{node.lineno}: uses {aliases[node.value.id]}.{node.attr}"
-                )
+                private.append(f"{path}:{node.lineno}: uses {aliases[node.value.id]}.{node.attr}")
     return graph, private, long
 
 
@@ -132,8 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         print("import cycle: " + " -> ".join(c))
     for line in private + long:
         print(line)
-    print(f"import cycles: {len(cyc)}, private cross-module names: {len(private)}, "
-          f"modules over {MAX_LINES} lines: {len(long)}")
+    print(
+        f"import cycles: {len(cyc)}, private cross-module names: {len(private)}, "
+        f"modules over {MAX_LINES} lines: {len(long)}"
+    )
     return 1 if cyc or private or long else 0
 
 

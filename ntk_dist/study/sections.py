@@ -203,8 +203,6 @@ class ResourcesSection(Section):
         return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus)
 
 
-
-
 class ExperimentTraining(Section):
     """How every run of the experiment trains (full-batch gradient descent).
 

@@ -129,7 +129,7 @@ def test_dtype_follows_inputs_and_get_selects():
 
 
 def test_depth_one_identity_is_the_linear_kernel():
-    # Written out by hand from science.md §2: two layers of K -> sw^2 K + sb^2.
+    # Written out by hand from docs/theory.md §2: two layers of K -> sw^2 K + sb^2.
     sw, sb = 1.3, 0.4
     k1 = sw**2 * X @ X.T / X.shape[1] + sb**2
     k2 = sw**2 * k1 + sb**2

@@ -1,6 +1,6 @@
 """The training engine against the catapult toy's exact recursion and its phases.
 
-science.md §5: for one sample x = 1 and y = 0, with lambda_t = (|u|^2 + |v|^2) / n,
+docs/theory.md §5: for one sample x = 1 and y = 0, with lambda_t = (|u|^2 + |v|^2) / n,
     f_{t+1} = f_t - eta g_t lambda_t + eta^2 g_t^2 f_t / n,
     lambda_{t+1} = lambda_t + (eta g_t / n) (eta g_t lambda_t - 4 f_t),  g_t = f_t - y.
 """
@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from tolerances import rtol
 
 from ntk_dist.engine.data import DataSpec, load
 from ntk_dist.engine.jobs import TrainJob, record_schedule
@@ -19,6 +18,7 @@ from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.engine.train import initial_params, train, train_batch
 from ntk_dist.models.empirical import empirical_ntk
 from ntk_dist.models.networks import CatapultToy, FCNetwork
+from tests.tolerances import rtol
 
 TOY_STEPS = 200
 TOY_RATES = {64: (0.5, 1.9, 2.5, 3.5), 4096: (0.5, 1.5, 1.9, 2.5, 3.0, 3.5, 4.5)}

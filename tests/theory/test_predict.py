@@ -245,7 +245,7 @@ def test_max_learning_rate_is_two_over_sharpness_and_separates_convergence(k):
     th = np.asarray(ntk_matrix(empirical_ntk(net, params0, x)))
     eta_max = max_learning_rate(th, num_outputs=k)
     np.testing.assert_allclose(eta_max, 2 / float(sharpness(net, params0, x)), rtol=1e-12)
-    # Function-space GD on our loss (science.md §3): f <- f - eta/m Theta (f - y).
+    # Function-space GD on our loss (docs/theory.md §3): f <- f - eta/m Theta (f - y).
     for frac, converges in ((0.97, True), (1.03, False)):
         g = np.asarray(net.apply(params0, x) - y).ravel()
         for _ in range(3000):

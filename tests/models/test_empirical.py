@@ -118,7 +118,7 @@ def test_lanczos_sharpness_matches_dense_eigvalsh(model, m, k):
 
 @pytest.mark.parametrize("method", ["dense", "lanczos"])
 def test_toy_sharpness_is_norms_over_width(method):
-    # science.md §5: at x = 1 (d = 1, m = 1), lambda = (|u|^2 + |v|^2) / n.
+    # docs/theory.md §5: at x = 1 (d = 1, m = 1), lambda = (|u|^2 + |v|^2) / n.
     toy = CatapultToy(width=50)
     params = toy.init(jax.random.PRNGKey(12), 1, jnp.float64)
     want = (np.sum(np.asarray(params["u"]) ** 2) + np.sum(np.asarray(params["v"]) ** 2)) / 50

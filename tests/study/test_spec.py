@@ -10,7 +10,7 @@ import yaml
 from ntk_dist.cli import main
 from ntk_dist.study.spec import load_spec, parse_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOOD = {
     "name": "t",
     "model": {"kind": "toy", "widths": [64, 256]},
@@ -25,7 +25,7 @@ PHASE_SPECS = [
 
 
 @pytest.mark.parametrize("path", PHASE_SPECS, ids=lambda p: p.name)
-def test_shipped_specs_validate(path):  # experiment specs: tests/test_experiments.py
+def test_shipped_specs_validate(path):  # experiment specs: tests/study/test_experiments.py
     spec = load_spec(path)
     assert spec.model.widths and spec.search.eta_lambda0[0] < spec.search.eta_lambda0[1]
 

@@ -1,4 +1,4 @@
-"""Finite networks: the forward pass follows science.md §1 written out by hand."""
+"""Finite networks: the forward pass follows docs/theory.md §1 written out by hand."""
 
 import jax
 import jax.numpy as jnp

@@ -131,7 +131,7 @@ def _command(spec_path, out):
 
 
 def _start(spec_path, out):
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     return subprocess.Popen(
         _command(spec_path, out),
         stdout=subprocess.PIPE,
@@ -168,7 +168,7 @@ def test_sigkill_twice_then_resume_gives_exactly_the_uninterrupted_result(ray_lo
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -22,7 +22,7 @@ from tests.tolerances import atol
 
 store_module = importlib.import_module("ntk_dist.distributed.gram_store")
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CFG = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
 
 

@@ -1,4 +1,4 @@
-"""Phase labels: against the toy's exact recursion (science.md §5) and real engine runs."""
+"""Phase labels: against the toy's exact recursion (docs/theory.md §5) and real engine runs."""
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +12,7 @@ from ntk_dist.models.networks import CatapultToy
 
 
 def _oracle_record(n, eta_lambda0, steps, *, f0=1.0, lambda0=2.0, factor=1e3):
-    """Test oracle: the toy's exact GD recursion for y = 0 (science.md §5), as a record."""
+    """Test oracle: the toy's exact GD recursion for y = 0 (docs/theory.md §5), as a record."""
     eta = eta_lambda0 / lambda0
     f, lam = f0, lambda0
     loss0 = 0.5 * f0**2

@@ -1,4 +1,4 @@
-"""Fixed-grid experiments (science.md §6): specs, new engine records, physics at small size."""
+"""Fixed-grid experiments (docs/theory.md §6): specs, new engine records, physics at small size."""
 
 import jax
 import jax.numpy as jnp
@@ -83,7 +83,7 @@ def test_lambda_inf_units_give_one_absolute_rate():
 
 
 def test_ensemble_matches_ntk_gp_and_resumes(ray_local, tmp_path):
-    """science.md §6.2 at small size: 24 networks of width 128 against the NTK-GP at the
+    """docs/theory.md §6.2 at small size: 24 networks of width 128 against the NTK-GP at the
     same gradient-descent step, with standard errors from the ensemble itself."""
     spec = _spec()
     runs = run_experiment(spec, tmp_path, progress=False)
@@ -113,7 +113,7 @@ def test_ensemble_matches_ntk_gp_and_resumes(ray_local, tmp_path):
 
 
 def test_ntk_convergence_small(ray_local, tmp_path):
-    """science.md §2/§6.3: Theta_hat(x0, x) fluctuates O(n^-1/2) around the analytic Theta."""
+    """docs/theory.md §2/§6.3: Theta_hat(x0, x) fluctuates O(n^-1/2) around the analytic Theta."""
     spec = parse_spec(
         dict(
             name="conv",
