@@ -81,6 +81,21 @@ def save_figure_atomic(fig, path, *, fmt: str | None = None, dpi: int = 150) -> 
     )
 
 
+def ensure_writable_dir(path, *, name: str, fix: str) -> Path:
+    """Create the directory ``path`` if needed and prove it writable with a probe file.
+
+    Raises:
+      ValueError: ``"{name} {path} is not writable ({reason}); {fix}"``.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        write_text_atomic("", temp_path(path / "write-probe")).unlink()
+    except OSError as err:
+        raise ValueError(f"{name} {path} is not writable ({err.strerror}); {fix}") from None
+    return path
+
+
 @contextmanager
 def disk_full_as_usage_error(out):
     """Report "no space left on device" inside the block as a ValueError saying what to do.

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ntk_dist.core.files import temp_path, trim_torn_line, write_text_atomic
+from ntk_dist.core.files import ensure_writable_dir, trim_torn_line, write_text_atomic
 
 MANIFEST, LOG, COMPLETE = "manifest.json", "tiles.log", "COMPLETE"
 
@@ -53,13 +53,7 @@ def prepare_out(out: Path, overwrite: bool, nbytes: int) -> None:
         (out / COMPLETE).unlink()
         for name in (MANIFEST, LOG):
             (out / name).unlink(missing_ok=True)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic("", temp_path(out / "write-probe")).unlink()
-    except OSError as err:
-        raise ValueError(
-            f"out {out} is not writable ({err.strerror}); choose another path"
-        ) from None
+    ensure_writable_dir(out, name="out", fix="choose another path")
     existing = sum(f.stat().st_size for f in out.glob("*.npy"))
     free = shutil.disk_usage(out).free + existing
     if nbytes > free:

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from ntk_dist.core.files import (
     disk_full_as_usage_error,
-    temp_path,
+    ensure_writable_dir,
     write_table_atomic,
     write_text_atomic,
 )
@@ -124,13 +124,7 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
         return
     if resume:
         raise ValueError(f"--resume: {out} holds no sweep to resume (no {hash_file.name})")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        write_text_atomic("", temp_path(out / "write-probe")).unlink()
-    except OSError as err:
-        raise ValueError(
-            f"output directory {out} is not writable ({err.strerror}); choose another --out"
-        ) from None
+    ensure_writable_dir(out, name="output directory", fix="choose another --out")
     with disk_full_as_usage_error(out):
         write_text_atomic(spec.to_yaml(), spec_file)
         write_text_atomic(spec.spec_hash() + "\n", hash_file)

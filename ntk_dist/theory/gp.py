@@ -24,11 +24,10 @@ from ntk_dist.theory.predict import (
     DYNAMICS,
     as_kernel,
     as_matrix,
-    check_converges,
     check_times,
-    inf_regulariser,
     mode_decay,
     regularise,
+    solve_in_eigenbasis,
     symmetrise,
 )
 
@@ -181,12 +180,7 @@ def ntk_gp(
     times = check_times(ts, dynamics)
 
     args = (theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m)
-    eigs, mean, cov = _ntk_gp_core(*args, diag_reg, dynamics)
-    if np.any(np.isinf(times)):
-        extra = inf_regulariser(np.asarray(eigs), theta, "theta_train")
-        if extra:
-            eigs, mean, cov = _ntk_gp_core(*args, diag_reg + extra, dynamics)
-        check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
+    mean, cov = solve_in_eigenbasis(_ntk_gp_core, args, diag_reg, dynamics)
     shape = np.shape(ts)
     return GaussianPrediction(
         mean.reshape(shape + mean.shape[1:]), cov.reshape(shape + cov.shape[1:])

@@ -203,12 +203,7 @@ def linearized_predict(
     times = check_times(ts, dynamics)
 
     args = (theta, f0, y, theta_tx, f0_t, times, lr / m)
-    eigs, train, test = _linearized_core(*args, diag_reg, dynamics)
-    if np.any(np.isinf(times)):
-        extra = inf_regulariser(np.asarray(eigs), theta, "theta_train")
-        if extra:
-            eigs, train, test = _linearized_core(*args, diag_reg + extra, dynamics)
-        check_converges(np.asarray(eigs), lr / m, dynamics, "theta_train")
+    train, test = solve_in_eigenbasis(_linearized_core, args, diag_reg, dynamics)
     shape = np.shape(ts)
     train = train.reshape(shape + (m, k))
     return Trajectory(train, None if test is None else test.reshape(shape + f0_t.shape))
@@ -256,6 +251,21 @@ def mode_decay(eigs, times, lr_eff, dynamics: str):
     ratio = jnp.where(finite, ratio, 1.0 / safe_s)
     one_minus = jnp.where(finite, one_minus, 1.0)
     return (1.0 - one_minus).astype(dtype), ratio.astype(dtype)
+
+
+def solve_in_eigenbasis(core, args: tuple, diag_reg: float, dynamics: str) -> tuple:
+    """Run ``core(*args, diag_reg, dynamics)`` (returning ``(eigs, *results)`` for the
+    kernel ``args[0]``, times ``args[-2]`` and rate eta / m ``args[-1]``); when a time is
+    infinite, add the regulariser a singular kernel needs (:func:`inf_regulariser`) and
+    check that the dynamics converge. Returns ``results``."""
+    theta, times, rate = args[0], args[-2], args[-1]
+    eigs, *results = core(*args, diag_reg, dynamics)
+    if np.any(np.isinf(times)):
+        extra = inf_regulariser(np.asarray(eigs), theta, "theta_train")
+        if extra:
+            eigs, *results = core(*args, diag_reg + extra, dynamics)
+        check_converges(np.asarray(eigs), rate, dynamics, "theta_train")
+    return tuple(results)
 
 
 def inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
