@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-# A small catapult-toy sweep (about a minute on 2 CPUs; rerunning resumes and trains nothing),
+# A small catapult-toy sweep (rerunning resumes and trains nothing),
 # then the finite-vs-infinite kernel demo.
 demo: $(STAMP)
 	$(PY) -m ntk_dist run sweeps/demo.yaml --out results/demo_sweep
