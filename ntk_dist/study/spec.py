@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Union
 
@@ -54,6 +55,11 @@ class SpecBase(Section):
 
     def spec_hash(self) -> str:
         """sha256 of the spec's content (the output directory excluded)."""
+        return self._digest
+
+    @cached_property
+    def _digest(self) -> str:
+        # A spec is frozen, so its hash is computed once: every run key starts with it.
         body = self.model_dump(mode="json", exclude={"output"})
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
