@@ -47,6 +47,7 @@ import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core import validate
+from ntk_dist.engine.chunks import cpu_chunk
 from ntk_dist.engine.data import load
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
@@ -55,10 +56,11 @@ from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
 
 
 class _Static(NamedTuple):
-    """The compile-time part of a batch (hashable)."""
+    """The compile-time part of a batch (hashable). Step counts, record intervals,
+    learning rates, momenta and seeds are runtime values, so jobs that differ only in
+    those share one compiled program."""
 
     model: FCNetwork | CatapultToy
-    intervals: tuple[int, ...]
     optimizer: str
     batch_size: int | None
     lr_in_lambda0: bool
@@ -104,8 +106,13 @@ def initial_params(job: TrainJob):
         return _init(job.model, init_key, job.data.dim, jnp.dtype(job.dtype))
 
 
-def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
-    """Train one job; vmapped over every argument after ``cfg``."""
+def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
+    """Train one job; vmapped over every argument after ``intervals``.
+
+    ``intervals``: steps between consecutive record steps, padded with zeros to a
+    bucket length (:data:`RECORD_BUCKET`); a zero interval records nothing (a
+    ``lax.cond`` on the unbatched interval skips the record's computation).
+    """
     model = cfg.model
     apply = model.apply
     init_key, batch_key = _keys(key)
@@ -215,12 +222,14 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
     if cfg.linearised:
         state.update(lin=params0, lin_vel=zeros, lin_div=jnp.asarray(False), gap=0.0 * loss0)
 
+    first = record(state)
+    blank = lambda s: jax.tree_util.tree_map(jnp.zeros_like, first)
+
     def interval(s, n):
         s = jax.lax.fori_loop(0, n, step, s)
-        return s, record(s)
+        return s, jax.lax.cond(n > 0, record, blank, s)
 
-    first = record(state)
-    state, rest = jax.lax.scan(interval, state, jnp.asarray(cfg.intervals, jnp.int32))
+    state, rest = jax.lax.scan(interval, state, intervals)
     records = {k: jnp.concatenate([first[k][None], rest[k]]) for k in first}
     state = track(state, _half_mse(apply(state["params"], x), y), state["t"])
 
@@ -240,25 +249,47 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
     return summary, records
 
 
-@partial(jax.jit, static_argnums=(0, 1))
-def _run_batch(cfg: _Static, chunk: int, *args):
-    run = lambda a: partial(_run_one, cfg)(*a)
-    return jax.lax.map(run, args, batch_size=chunk)
+#: Record intervals are padded with zeros to a multiple of this, so that step budgets
+#: whose record schedules differ in length by a few points share a compiled program.
+RECORD_BUCKET = 16
 
 
-#: On CPUs a vmapped chunk's training state should stay cache-resident: batching
-#: members whose parameters overflow the cache makes every step memory-bound (measured:
-#: 100 width-512 erf nets vmapped together ran 2-3x slower per member than one at a time).
-_CPU_CHUNK_BYTES = 8 * 2**20
+@partial(jax.jit, static_argnums=0)
+def _run_chunk(cfg: _Static, intervals, *args):
+    # The ``lax.scan`` over record intervals does not depend on the member, so it is
+    # vmapped with ``in_axes=None`` and its zero-interval cond stays a branch.
+    return jax.vmap(partial(_run_one, cfg), in_axes=(None,) + (0,) * len(args))(intervals, *args)
 
 
-def _chunk(job: TrainJob, n_jobs: int) -> int:
+def _pow2_at_least(n: int) -> int:
+    return 1 << (n - 1).bit_length()
+
+
+def chunk_sizes(n_jobs: int, chunk: int) -> list[int]:
+    """Compiled batch sizes of the chunks that train ``n_jobs`` jobs ``chunk`` at a time.
+
+    Full chunks of ``chunk`` jobs, then the remainder padded to the next power of two
+    (at most ``chunk``): a shape group compiles at most 1 + log2(chunk) programs
+    whatever its job counts, and padding wastes less than half of the last chunk.
+    """
+    sizes = [chunk] * (n_jobs // chunk)
+    if n_jobs % chunk:
+        sizes.append(min(chunk, _pow2_at_least(n_jobs % chunk)))
+    return sizes
+
+
+def auto_chunk(job: TrainJob, n_jobs: int) -> int:
+    """Jobs per vmapped chunk when ``chunk_size`` is not given.
+
+    On accelerators the whole batch (padded to a power of two); on CPU the measured
+    table :data:`ntk_dist.engine.chunks.CPU_CHUNKS`, keyed by the job's parameter
+    count and training-set size (:func:`ntk_dist.engine.chunks.cpu_chunk`).
+    """
     if jax.default_backend() != "cpu":
-        return n_jobs
-    itemsize = 8 if job.dtype == "float64" else 4
+        return _pow2_at_least(n_jobs)
     n_params = param_count(jax.eval_shape(lambda: initial_params(job)))
-    state = n_params * itemsize * (8 if job.linearised else 4)
-    return max(1, min(n_jobs, _CPU_CHUNK_BYTES // state))
+    chunk = cpu_chunk(n_params, job.data.n_train, linearised=job.linearised)
+    return min(chunk, _pow2_at_least(n_jobs))
 
 
 def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
@@ -267,19 +298,22 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
     Args:
       jobs: non-empty sequence of :class:`TrainJob` with equal ``batch_key`` (group
         arbitrary jobs with :func:`ntk_dist.distributed.execute.plan_batches`).
-      chunk_size: jobs per vmapped chunk (None: automatic, see below).
+      chunk_size: jobs per vmapped chunk (None: :func:`auto_chunk`).
 
     Returns:
       pa.Table in :data:`ntk_dist.engine.records.RECORD_SCHEMA`, one row per job, in order.
 
-    The batch runs as ``lax.map`` over chunks of ``chunk_size`` jobs, each chunk one
-    vmapped program (default: the whole batch on accelerators; on CPU as many jobs as
-    keep the training state within ~8 MiB of cache). Chunking changes nothing but
-    floating-point order.
+    The batch runs as a sequence of vmapped chunks of ``chunk_size`` jobs
+    (:func:`chunk_sizes`; a short last chunk is padded with copies of its last job,
+    whose results are dropped). The compiled program depends on the model, the
+    options and the chunk size only: step counts, record steps (padded to a multiple
+    of :data:`RECORD_BUCKET` intervals), learning rates, momenta and seeds are runtime
+    values. Chunking and padding change nothing but floating-point order.
 
     Runs under float64 when the jobs ask for it (``jax.enable_x64`` is scoped to this
     call) and with "highest" matmul precision, so float32 on GPUs is true float32
-    rather than TF32. Memory: all jobs' parameters and records are resident at once.
+    rather than TF32. Memory: one chunk's training state at a time, and every job's
+    records.
     """
     jobs = list(jobs)
     if not jobs:
@@ -297,7 +331,6 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
     head = jobs[0]
     cfg = _Static(
         model=head.model,
-        intervals=tuple(int(d) for d in np.diff(head.record)),
         optimizer=head.optimizer,
         batch_size=head.batch_size,
         lr_in_lambda0=head.lr_units == "lambda0",
@@ -308,17 +341,17 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
         sharpness_method=head.sharpness_method,
         width=head.width,
     )
+    n, n_records = len(jobs), len(head.record)
+    intervals = np.zeros(-(-(n_records - 1) // RECORD_BUCKET) * RECORD_BUCKET, np.int32)
+    intervals[: n_records - 1] = np.diff(head.record)
     start = time.perf_counter()
     with jax.enable_x64(head.dtype == "float64"), jax.default_matmul_precision("highest"):
-        dtype = jnp.dtype(head.dtype)
+        dtype = np.dtype(head.dtype)
         data = [load(job.data) for job in jobs]
-        stack = lambda name: jnp.asarray(np.stack([getattr(d, name) for d in data]), dtype)
-        keys = jnp.stack([jax.random.PRNGKey(job.seed) for job in jobs])
-        col = lambda name: jnp.asarray([getattr(job, name) for job in jobs], dtype)
-        summary, records = _run_batch(
-            cfg,
-            _chunk(head, len(jobs)) if chunk_size is None else chunk_size,
-            keys,
+        stack = lambda name: np.stack([getattr(d, name) for d in data]).astype(dtype)
+        col = lambda name: np.asarray([getattr(job, name) for job in jobs], dtype)
+        args = (
+            np.stack([np.asarray(jax.random.PRNGKey(job.seed)) for job in jobs]),
             stack("x_train"),
             stack("y_train"),
             stack("x_test"),
@@ -327,8 +360,19 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
             col("momentum"),
             col("divergence_factor"),
         )
-        summary, records = jax.device_get((summary, records))
-    wall = (time.perf_counter() - start) / len(jobs)
+        chunk = auto_chunk(head, n) if chunk_size is None else chunk_size
+        outputs, first = [], 0
+        for size in chunk_sizes(n, chunk):
+            idx = np.minimum(np.arange(first, first + size), n - 1)  # pad: repeat the last
+            outputs.append(_run_chunk(cfg, intervals, *(a[idx] for a in args)))
+            first += size
+        outputs = jax.device_get(outputs)  # one wait: the chunks were dispatched async
+    summary, records = (
+        {k: np.concatenate([o[part][k] for o in outputs])[:n] for k in outputs[0][part]}
+        for part in (0, 1)
+    )
+    records = {k: v[:, :n_records] for k, v in records.items()}
+    wall = (time.perf_counter() - start) / n
     return _to_table(jobs, summary, records, wall)
 
 

@@ -1,0 +1,37 @@
+"""How many jobs one vmapped chunk trains on CPU: a table measured on this code.
+
+On CPU, vmapping B members turns each layer's matrix-vector work into a
+matrix-matrix product of B columns (faster per member), until the chunk's training
+state overflows the cache and every step becomes memory-bound (slower per member).
+The best B therefore depends on the parameter count P (state, cache) and the
+training-set size m (work per step); :data:`CPU_CHUNKS` holds the best measured B
+per range of P (``bench/bench_train_chunks.py``, single-threaded as in a 1-CPU Ray
+task; figures in bench/RESULTS.md). Accelerators train a whole batch as one chunk
+(:func:`ntk_dist.engine.train.auto_chunk`).
+"""
+
+from __future__ import annotations
+
+#: (largest parameter count P, jobs per chunk), in increasing P; above the last row, 1.
+#: Measured with m <= 8 training points; a larger m makes each member's step a
+#: matrix-matrix product already, see :func:`cpu_chunk`.
+CPU_CHUNKS: tuple[tuple[int, int], ...] = (
+    (20_000, 8),
+    (400_000, 8),
+)
+
+#: Above this many training points a member's step is a matrix-matrix product on its
+#: own, and batching members no longer helps: one job per chunk.
+LARGE_M = 256
+
+
+def cpu_chunk(n_params: int, n_train: int, *, linearised: bool = False) -> int:
+    """Jobs per vmapped chunk on CPU for networks of ``n_params`` parameters trained on
+    ``n_train`` points (``linearised`` doubles the state, as twice the parameters)."""
+    if n_train > LARGE_M:
+        return 1
+    size = n_params * (2 if linearised else 1)
+    for bound, chunk in CPU_CHUNKS:
+        if size <= bound:
+            return chunk
+    return 1
