@@ -65,33 +65,58 @@ def plan_batches(
     jobs: Sequence[TrainJob],
     *,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
+    slots: int = 1,
 ) -> list[list[TrainJob]]:
     """Group jobs that share shapes into batches that fit ``memory_bytes``.
 
     Args:
       jobs: TrainJobs in any order.
       memory_bytes: device memory one batch may use (per worker), > 0.
-      max_batch: most jobs per batch (>= 1).
+      max_batch: most jobs per batch (>= 1); None: the largest size that still cuts
+        the jobs into at least two batches per slot (:func:`split_size`), at most
+        ``DEFAULT_MAX_BATCH``.
+      slots: tasks that run at once (Ray: the cluster's task slots; 1 in-process).
 
     Returns:
       Batches in order of their first job; within a batch, jobs keep their order.
       A job larger than ``memory_bytes`` on its own still gets a batch of one.
     """
     jobs = list(jobs)
-    return [[jobs[i] for i in batch] for batch in _plan(jobs, memory_bytes, max_batch)]
+    plan = _plan(jobs, memory_bytes, max_batch, slots=slots)
+    return [[jobs[i] for i in batch] for batch in plan]
 
 
-def _plan(jobs, memory_bytes, max_batch, free=float("inf")) -> list[list[int]]:
+def split_size(group_sizes: Sequence[int], slots: int) -> int:
+    """The largest batch size b <= ``DEFAULT_MAX_BATCH`` that cuts shape groups of
+    ``group_sizes`` jobs into at least 2 * ``slots`` batches (1 if none does).
+
+    Two batches per slot keep every worker busy while the slowest batch finishes, and
+    a killed task loses at most half a slot's share of the work; one slot (in-process)
+    needs no split.
+    """
+    if slots <= 1 or not group_sizes:
+        return DEFAULT_MAX_BATCH
+    count = lambda b: sum(-(-n // b) for n in group_sizes)
+    size = min(DEFAULT_MAX_BATCH, max(group_sizes))
+    while size > 1 and count(size) < 2 * slots:
+        size -= 1
+    return size
+
+
+def _plan(jobs, memory_bytes, max_batch, free=float("inf"), slots=1) -> list[list[int]]:
     """Batches of job indices; ``free``: memory of the worker that will train them (bytes)."""
     memory_bytes = validate.positive_int(memory_bytes, "memory_bytes")
-    max_batch = validate.positive_int(max_batch, "max_batch")
+    if max_batch is not None:
+        max_batch = validate.positive_int(max_batch, "max_batch")
     for i, job in enumerate(jobs):
         if not isinstance(job, TrainJob):
             raise ValueError(f"jobs[{i}] must be a TrainJob, got {type(job).__name__}")
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(job.batch_key, []).append(i)
+    if max_batch is None:
+        max_batch = split_size([len(idx) for idx in groups.values()], slots)
     batches = []
     for idx in groups.values():
         job, need = jobs[idx[0]], estimate_bytes(jobs[idx[0]])
@@ -104,22 +129,6 @@ def _plan(jobs, memory_bytes, max_batch, free=float("inf")) -> list[list[int]]:
         size = max(1, min(max_batch, min(memory_bytes, free) // need))
         batches += [idx[s : s + size] for s in range(0, len(idx), size)]
     return batches
-
-
-def slot_batch_size(jobs: Sequence[TrainJob], resources: Resources) -> int:
-    """Jobs per Ray task such that each shape group splits into two batches per task slot
-    of the connected cluster: every worker is busy and a killed task loses at most half a
-    slot's share of the work (the ``max_batch`` experiments train with)."""
-    import ray
-
-    if not jobs:
-        return DEFAULT_MAX_BATCH
-    slots = resources.slots(ray.cluster_resources())
-    groups: dict[tuple, int] = {}
-    for job in jobs:
-        groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
-    largest = max(groups.values())
-    return int(min(DEFAULT_MAX_BATCH, max(1, -(-largest // (2 * slots)))))
 
 
 def _free_memory(backend: str, resources: Resources | None) -> float:
@@ -138,12 +147,25 @@ def _free_memory(backend: str, resources: Resources | None) -> float:
     return task_memory(resources)
 
 
+def _slots(backend: str, resources: Resources | None) -> int:
+    """Tasks of ``resources`` the connected Ray cluster runs at once (1 in-process)."""
+    if backend == "local":
+        return 1
+    import ray
+
+    from ntk_dist.distributed.runtime import ensure_ray
+
+    ensure_ray()
+    return (Resources() if resources is None else resources).slots(ray.cluster_resources())
+
+
 def run_jobs(
     jobs: Sequence[TrainJob],
     *,
     backend: str = "local",
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
+    chunk_size: int | None = None,
     resources: Resources | None = None,
     retry_exceptions: bool = True,
 ) -> pa.Table:
@@ -154,7 +176,10 @@ def run_jobs(
       backend: ``"local"`` (batches one after another in this process) or ``"ray"``
         (one Ray task per batch, on the Ray instance this process is connected to;
         a local loopback one is started by :func:`ntk_dist.distributed.runtime.ensure_ray` if none).
-      memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
+      memory_bytes, max_batch: batch sizing, see :func:`plan_batches` (by default the
+        Ray backend cuts at least two batches per task slot of the cluster).
+      chunk_size: jobs per vmapped chunk inside a batch
+        (:func:`ntk_dist.engine.train.train_batch`; None: automatic).
       resources, retry_exceptions: Ray task options, see :func:`submit_jobs`.
 
     Returns:
@@ -162,20 +187,28 @@ def run_jobs(
 
     Raises:
       ValueError: before anything trains, if one job needs more memory than a worker has.
+
+    Both backends use the persistent compilation cache
+    (:func:`ntk_dist.distributed.runtime.enable_compilation_cache`).
     """
     validate.choice(backend, "backend", BACKENDS)
+    if chunk_size is not None:
+        chunk_size = validate.positive_int(chunk_size, "chunk_size")
     jobs = list(jobs)
     if not jobs:
         return RECORD_SCHEMA.empty_table()
-    plan = _plan(jobs, memory_bytes, max_batch, _free_memory(backend, resources))
+    free = _free_memory(backend, resources)
+    plan = _plan(jobs, memory_bytes, max_batch, free, _slots(backend, resources))
     if backend == "local":
+        from ntk_dist.distributed.runtime import enable_compilation_cache
         from ntk_dist.engine.train import train_batch
 
-        tables = [train_batch([jobs[i] for i in batch]) for batch in plan]
+        enable_compilation_cache()
+        tables = [train_batch([jobs[i] for i in b], chunk_size=chunk_size) for b in plan]
     else:
         import ray
 
-        refs = _submit(jobs, plan, resources, retry_exceptions)
+        refs = _submit(jobs, plan, resources, retry_exceptions, chunk_size)
         tables = ray.get(refs)
     order = np.argsort(np.concatenate([np.asarray(b, np.int64) for b in plan]), kind="stable")
     return pa.concat_tables(tables).take(pa.array(order))
@@ -185,7 +218,8 @@ def submit_jobs(
     jobs: Sequence[TrainJob],
     *,
     memory_bytes: int = DEFAULT_MEMORY_BYTES,
-    max_batch: int = DEFAULT_MAX_BATCH,
+    max_batch: int | None = None,
+    chunk_size: int | None = None,
     resources: Resources | None = None,
     retry_exceptions: bool = True,
 ) -> list:
@@ -193,7 +227,9 @@ def submit_jobs(
 
     Args:
       jobs: TrainJobs.
-      memory_bytes, max_batch: batch sizing, see :func:`plan_batches`.
+      memory_bytes, max_batch: batch sizing, see :func:`plan_batches` (by default at
+        least two batches per task slot of the connected cluster).
+      chunk_size: jobs per vmapped chunk inside a batch (None: automatic).
       resources: CPUs, GPUs and retries per task (default ``Resources()``: 1 CPU, no
         GPU, 5 retries).
       retry_exceptions: also retry tasks that raised (not only dead workers).
@@ -207,12 +243,15 @@ def submit_jobs(
       ValueError: before anything is submitted, if one job needs more memory than any
         worker has.
     """
+    if chunk_size is not None:
+        chunk_size = validate.positive_int(chunk_size, "chunk_size")
     jobs = list(jobs)
-    plan = _plan(jobs, memory_bytes, max_batch, _free_memory("ray", resources))
-    return _submit(jobs, plan, resources, retry_exceptions)
+    free = _free_memory("ray", resources)
+    plan = _plan(jobs, memory_bytes, max_batch, free, _slots("ray", resources))
+    return _submit(jobs, plan, resources, retry_exceptions, chunk_size)
 
 
-def _submit(jobs, plan, resources, retry_exceptions):
+def _submit(jobs, plan, resources, retry_exceptions, chunk_size):
     import ray
 
     from ntk_dist.distributed.runtime import ensure_ray
@@ -221,17 +260,21 @@ def _submit(jobs, plan, resources, retry_exceptions):
     if not isinstance(resources, Resources):
         raise ValueError(f"resources must be a Resources, got {type(resources).__name__}")
     ensure_ray()
+    # No per-task runtime_env: it would make Ray start fresh workers for these tasks;
+    # each task sets its worker up instead (runtime.configure_worker).
     task = ray.remote(_batch_task).options(
         num_cpus=resources.num_cpus,
         num_gpus=resources.num_gpus,
         max_retries=resources.max_retries,
         retry_exceptions=bool(retry_exceptions),
-        runtime_env={"env_vars": resources.env_vars()},
     )
-    return [task.remote([jobs[i] for i in batch]) for batch in plan]
+    return [task.remote([jobs[i] for i in batch], resources, chunk_size) for batch in plan]
 
 
-def _batch_task(jobs: list[TrainJob]) -> pa.Table:
+def _batch_task(jobs: list[TrainJob], resources: Resources, chunk_size: int | None) -> pa.Table:
+    from ntk_dist.distributed.runtime import configure_worker
+
+    configure_worker(resources)
     from ntk_dist.engine.train import train_batch
 
-    return train_batch(jobs)
+    return train_batch(jobs, chunk_size=chunk_size)

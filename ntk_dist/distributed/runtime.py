@@ -118,3 +118,73 @@ def task_memory(resources) -> float:
     best = max(nodes, key=lambda r: r.get("memory", 0.0), default={})
     memory = best.get("memory", 0.0)
     return memory / resources.slots(best) if memory else float("inf")
+
+
+#: Environment variable naming the persistent compilation cache directory ("" or "off":
+#: no cache).
+CACHE_ENV = "NTK_DIST_CACHE_DIR"
+#: Size bound of the cache. A bound turns on JAX's file lock around every read and
+#: write of the cache, which keeps concurrent workers from reading a half-written entry.
+CACHE_MAX_BYTES = 4 * 2**30
+
+
+def compilation_cache_dir():
+    """Where compiled XLA programs persist between processes (a Path, or None: off).
+
+    ``$NTK_DIST_CACHE_DIR`` when set ("" or "off" turns the cache off), else
+    ``$XDG_CACHE_HOME/ntk_dist/jax`` (``~/.cache/ntk_dist/jax``).
+    """
+    from pathlib import Path
+
+    value = os.environ.get(CACHE_ENV)
+    if value is not None:
+        return None if value.strip() in ("", "off") else Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "ntk_dist" / "jax"
+
+
+def enable_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache in :func:`compilation_cache_dir`.
+
+    A second process (a Ray worker, a rerun) then loads a program another one compiled
+    instead of compiling it again. Workers on one machine share the directory safely:
+    with a size bound (:data:`CACHE_MAX_BYTES`) JAX takes a file lock around each entry's
+    read and write. A cache directory the user gave JAX (``JAX_COMPILATION_CACHE_DIR``)
+    is kept; an unwritable directory leaves the cache off.
+    """
+    import jax
+
+    if jax.config.jax_compilation_cache_dir:
+        return
+    path = compilation_cache_dir()
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_compilation_cache_max_size", CACHE_MAX_BYTES)
+
+
+def configure_worker(resources) -> None:
+    """Prepare this process to train the tasks of ``resources``; called by each task.
+
+    Sets the environment of
+    :meth:`ntk_dist.distributed.resources.Resources.env_vars` (thread caps, the CPU
+    platform of CPU tasks) in this process rather than through a per-task
+    ``runtime_env``, which would make Ray start a fresh worker process per task shape.
+    Ray reuses its workers, so what a worker compiled stays in its in-memory cache for
+    the next round; the persistent cache (:func:`enable_compilation_cache`) shares it
+    between workers. The settings apply when XLA starts in the process, so a worker
+    keeps those of the first task shape it ran.
+    """
+    import jax
+    from jax._src import xla_bridge
+
+    if not xla_bridge.backends_are_initialized():
+        env = resources.env_vars()
+        os.environ.update(env)
+        if "JAX_PLATFORMS" in env:
+            jax.config.update("jax_platforms", env["JAX_PLATFORMS"])
+    enable_compilation_cache()

@@ -12,7 +12,17 @@ import sys
 from pathlib import Path
 
 from ntk_dist.analysis.phases import label_runs
+from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study.results import add_run_columns, append_runs
+
+
+def submit_runs(spec, jobs: list) -> list:
+    """Submit ``jobs`` as Ray batch tasks with the spec's ``resources`` section (its
+    task shape and ``chunk_size``); batches are cut so every task slot is busy."""
+    if not jobs:
+        return []
+    res = spec.resources
+    return submit_jobs(jobs, resources=res.build(), chunk_size=res.chunk_size)
 
 
 def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> list[str]:

@@ -37,8 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core.files import disk_full_as_usage_error, exclusive_lock, write_table_atomic
-from ntk_dist.distributed.execute import slot_batch_size, submit_jobs
-from ntk_dist.study.driver import progress_bar, store_finished_batches
+from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_runs
 from ntk_dist.study.reference import reference
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
 from ntk_dist.study.spec import ExperimentSpec
@@ -74,9 +73,7 @@ def run_experiment(
         target = spec.training.learning_rate if spec.training.lr_units != "absolute" else np.nan
         meta = {job.tag: (i, 0, target) for i, job in enumerate(jobs)}  # trial, round, target
         bar = progress_bar(progress, len(jobs), len(jobs) - len(todo))
-        resources = spec.resources.build()
-        batch = slot_batch_size(todo, resources)
-        pending = submit_jobs(todo, resources=resources, max_batch=batch) if todo else []
+        pending = submit_runs(spec, todo)
         try:
             store_finished_batches(pending, out, spec, meta, bar)
         finally:

@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DATASETS, DataSpec
@@ -194,10 +201,21 @@ class SearchSection(Section):
 
 
 class ResourcesSection(Section):
-    """Per Ray task (one batch of runs): ``num_cpus`` CPUs and ``num_gpus`` GPUs."""
+    """Per Ray task (one batch of runs): ``num_cpus`` CPUs and ``num_gpus`` GPUs;
+    ``chunk_size`` runs per vmapped chunk inside a batch (default: automatic, see
+    ``ntk_dist.engine.train.auto_chunk``)."""
 
     num_cpus: PosInt = 1
     num_gpus: NonNegFloat = 0.0
+    chunk_size: PosInt | None = None
+
+    @model_serializer(mode="wrap")
+    def _omit_automatic_chunk(self, handler):
+        # Specs written before chunk_size existed keep their hash (and run keys).
+        body = handler(self)
+        if body.get("chunk_size") is None:
+            body.pop("chunk_size", None)
+        return body
 
     def build(self) -> Resources:
         return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus)

@@ -33,9 +33,8 @@ from ntk_dist.core.files import (
     trim_torn_line,
     write_table_atomic,
 )
-from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study import trials as _trials
-from ntk_dist.study.driver import progress_bar, store_finished_batches
+from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_runs
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
 from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
@@ -113,7 +112,7 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> i
             meta[key] = (trial.number, trial.user_attrs["round"], e)
             if key not in done:
                 jobs.append(spec.job(w, e, seed, key))
-    pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
+    pending = submit_runs(spec, jobs)
     stored = store_finished_batches(pending, out, spec, meta, bar)
     done.update(stored)
     runs = read_runs(out)
