@@ -1,68 +1,213 @@
-"""Benchmark (b): the catapult grid through Ray on 2 local workers vs in-process.
+"""Benchmark (b): the catapult toy grid through Ray against hand-written JAX and Ray Tune.
 
 Toy model n = 4096 on one sample (docs/theory.md §5), 64 values of eta * lambda0 in
-[0.5, 5] x 8 seeds x 2000 GD steps = 512 jobs. In-process: ``run_jobs`` with the
-local backend (XLA may use both cores). Ray: a local 2-CPU loopback instance,
-``max_batch`` chosen so that the grid splits into 2 batches, one per 1-CPU worker.
-Reported cold (compile and worker start-up included) and warm (second call).
-Overhead is ray_time / local_time - 1 at equal cores (2).
+[0.5, 5] x 4 seeds x 1000 GD steps = 256 runs, float64, default record schedule.
 
-    PYTHONPATH=. python bench/bench_train_ray.py [--steps 2000]
+- "ntk_dist": ``run_jobs(jobs, backend="ray")`` with automatic settings on a local
+  2-CPU Ray instance (1-CPU tasks), warm (the second call: workers and compiled
+  programs reused).
+- "hand-written": two single-thread processes (XLA single-threaded), each training
+  half of the grid from the same initial parameters with a jitted GD loop,
+  ``lax.map`` over runs in chunks of 8, recording the final loss and lambda only;
+  timed warm inside each process (after a compile call), the wall time of the pair.
+- "cold": fresh processes end to end (Python start, Ray start, imports, compiles;
+  ntk_dist with an empty compilation cache): ntk_dist ``run_jobs`` against Ray Tune
+  + OptunaSearch (``reuse_actors=True``, 1 CPU per trial, a grid sampler over the
+  same 256 runs, each trial the hand-written single-run loop).
+
+The warm arms alternate over ``--repeats`` passes; the best pass is kept.
+
+    PYTHONPATH=. python bench/bench_train_ray.py [--steps 1000] [--repeats 2]
 """
 
 import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
 import numpy as np
 
-from ntk_dist import CatapultToy, DataSpec, TrainJob, ensure_ray, run_jobs
+WIDTH, RATES, SEEDS = 4096, 64, 4
+SINGLE_THREAD = "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+
+
+def grid():
+    return [(float(r), s) for r in np.linspace(0.5, 5.0, RATES) for s in range(SEEDS)]
+
+
+def toy_step_fn():
+    """Plain-JAX GD on the toy, f = v.u x / sqrt(n), x = 1, y = 0 (loss f^2 / 2)."""
+    import jax
+    import jax.numpy as jnp
+
+    def loss(p):
+        return 0.5 * (p["v"][:, 0] @ p["u"][:, 0] / jnp.sqrt(WIDTH)) ** 2
+
+    def one(p, rate, steps):
+        lam0 = (jnp.sum(p["u"] ** 2) + jnp.sum(p["v"] ** 2)) / WIDTH
+        eta = rate / lam0
+        step = lambda _, q: jax.tree.map(lambda a, g: a - eta * g, q, jax.grad(loss)(q))
+        q = jax.lax.fori_loop(0, steps, step, p)
+        return loss(q), (jnp.sum(q["u"] ** 2) + jnp.sum(q["v"] ** 2)) / WIDTH
+
+    return one
+
+
+def initial(points):
+    import jax
+
+    from ntk_dist import CatapultToy, DataSpec, TrainJob
+    from ntk_dist.engine.train import initial_params
+
+    data = DataSpec(name="single", n_train=1, dim=1)
+    params = [
+        initial_params(TrainJob(CatapultToy(width=WIDTH), data, r, steps=1, seed=s))
+        for r, s in points
+    ]
+    return jax.tree.map(lambda *a: np.stack(a), *params)
+
+
+def handwritten(part: int, steps: int) -> None:
+    """One of the two hand-written processes: prints its warm time (JSON)."""
+    import jax
+
+    jax.config.update("jax_enable_x64", True)
+    points = grid()[part::2]
+    params = initial(points)
+    rates = np.asarray([r for r, _ in points])
+    one = toy_step_fn()
+    run = jax.jit(lambda p, r, n: jax.lax.map(lambda a: one(*a, n), (p, r), batch_size=8))
+    jax.block_until_ready(run(params, rates, 1))
+    start = time.perf_counter()
+    jax.block_until_ready(run(params, rates, steps))
+    print(json.dumps({"warm": time.perf_counter() - start}))
+
+
+def handwritten_pair(steps: int) -> float:
+    env = dict(os.environ, XLA_FLAGS=SINGLE_THREAD, OMP_NUM_THREADS="1", JAX_PLATFORMS="cpu")
+    cmd = [sys.executable, __file__, "--steps", str(steps), "--handwritten"]
+    procs = [subprocess.Popen([*cmd, str(p)], stdout=subprocess.PIPE, env=env) for p in (0, 1)]
+    outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
+    return max(o["warm"] for o in outs)
+
+
+def ntk_jobs(steps):
+    from ntk_dist import CatapultToy, DataSpec, TrainJob
+
+    data = DataSpec(name="single", n_train=1, dim=1)
+    return [
+        TrainJob(CatapultToy(width=WIDTH), data, r, steps=steps, seed=s, lr_units="lambda0",
+                 tag=f"{r}:{s}")
+        for r, s in grid()
+    ]
+
+
+def cold_ntk(steps: int) -> None:
+    from ntk_dist import ensure_ray, run_jobs
+
+    ensure_ray(num_cpus=2)
+    table = run_jobs(ntk_jobs(steps), backend="ray")
+    print(json.dumps({"runs": table.num_rows}))
+
+
+def cold_tune(steps: int) -> None:
+    import optuna
+    import ray
+    from ray import tune
+    from ray.tune.search.optuna import OptunaSearch
+
+    from ntk_dist.distributed.runtime import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    rates = sorted({r for r, _ in grid()})
+
+    def trainable(config):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        global _TUNE_RUN  # compiled once per actor; reuse_actors keeps the process
+        if "_TUNE_RUN" not in globals():
+            _TUNE_RUN = jax.jit(toy_step_fn(), static_argnums=2)
+        params = jax.tree.map(lambda a: a[0], initial([(config["rate"], config["seed"])]))
+        loss, lam = _TUNE_RUN(params, config["rate"], steps)
+        tune.report({"loss": float(loss), "lambda": float(lam)})
+
+    space = {"rate": rates, "seed": list(range(SEEDS))}
+    search = OptunaSearch(
+        space={"rate": tune.choice(rates), "seed": tune.choice(list(range(SEEDS)))},
+        sampler=optuna.samplers.GridSampler(space, seed=0),
+        metric="loss",
+        mode="min",
+    )
+    env = {"XLA_FLAGS": SINGLE_THREAD, "OMP_NUM_THREADS": "1", "JAX_PLATFORMS": "cpu"}
+    with tempfile.TemporaryDirectory() as tmp:
+        tuner = tune.Tuner(
+            tune.with_resources(trainable, {"cpu": 1}),
+            tune_config=tune.TuneConfig(
+                search_alg=search, num_samples=len(grid()), reuse_actors=True
+            ),
+            run_config=tune.RunConfig(storage_path=tmp, verbose=0),
+        )
+        os.environ.update(env)
+        results = tuner.fit()
+    print(json.dumps({"runs": len(results)}))
+    ray.shutdown()
+
+
+def cold(arm: str, steps: int) -> float:
+    env = dict(os.environ)
+    with tempfile.TemporaryDirectory() as cache:
+        env["NTK_DIST_CACHE_DIR"] = cache
+        start = time.perf_counter()
+        subprocess.run([sys.executable, __file__, "--steps", str(steps), "--cold", arm],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        return time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=2000)
-    parser.add_argument("--rates", type=int, default=64)
-    parser.add_argument("--seeds", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--handwritten", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--cold", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--skip-cold", action="store_true")
     args = parser.parse_args()
+    if args.handwritten is not None:
+        return handwritten(args.handwritten, args.steps)
+    if args.cold is not None:
+        return cold_ntk(args.steps) if args.cold == "ntk_dist" else cold_tune(args.steps)
 
-    toy = CatapultToy(width=4096)
-    data = DataSpec(name="single", n_train=1, dim=1)
-    jobs = [
-        TrainJob(toy, data, float(r), steps=args.steps, seed=s, lr_units="lambda0", tag=f"{r}:{s}")
-        for r in np.linspace(0.5, 5.0, args.rates)
-        for s in range(args.seeds)
-    ]
-    half = (len(jobs) + 1) // 2
+    from ntk_dist import ensure_ray, run_jobs
 
-    def timed(backend, max_batch):
-        start = time.perf_counter()
-        table = run_jobs(jobs, backend=backend, max_batch=max_batch)
-        return table, time.perf_counter() - start
-
+    n = len(grid())
+    print(f"load before: {os.getloadavg()}", flush=True)
     ensure_ray(num_cpus=2)
-    # Cold: compile (and, for Ray, worker start-up) included; warm: the same call again,
-    # compiled programs cached in this process and in the reused workers.
-    local, t_local = timed("local", len(jobs))
-    _, t_local_warm = timed("local", len(jobs))
-    remote, t_ray = timed("ray", half)
-    _, t_ray_warm = timed("ray", half)
+    jobs = ntk_jobs(args.steps)
+    run_jobs(jobs, backend="ray")  # workers started, programs compiled
+    best = {"ntk_dist": float("inf"), "hand-written": float("inf")}
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        run_jobs(jobs, backend="ray")
+        best["ntk_dist"] = min(best["ntk_dist"], time.perf_counter() - start)
+        best["hand-written"] = min(best["hand-written"], handwritten_pair(args.steps))
+    for name, t in best.items():
+        print(f"warm {name:13s} {t:6.2f} s  {n / t:6.1f} runs/s", flush=True)
+    print(f"ntk_dist / hand-written: {best['hand-written'] / best['ntk_dist']:.2f}", flush=True)
+    if args.skip_cold:
+        return
+    import ray
 
-    same = np.array_equal(
-        np.asarray(local.column("loss_final")),
-        np.asarray(remote.column("loss_final")),
-        equal_nan=True,
-    )
-    phases = np.asarray(local.column("diverged"))
-    print(f"jobs={len(jobs)} steps={args.steps} diverged={int(phases.sum())}")
-    print(
-        f"cold: in-process {t_local:.1f} s, ray (2 workers x 1 CPU) {t_ray:.1f} s, "
-        f"overhead {100 * (t_ray / t_local - 1):+.1f}%"
-    )
-    print(
-        f"warm: in-process {t_local_warm:.1f} s, ray {t_ray_warm:.1f} s, "
-        f"overhead {100 * (t_ray_warm / t_local_warm - 1):+.1f}%"
-    )
-    print(f"identical loss_final: {same}")
+    ray.shutdown()
+    times = {}
+    for arm in ("ntk_dist", "tune", "ntk_dist", "tune")[: 2 * args.repeats]:
+        times[arm] = min(times.get(arm, float("inf")), cold(arm, args.steps))
+    for arm, t in times.items():
+        print(f"cold {arm:9s} {t:6.1f} s  {n / t:6.1f} runs/s", flush=True)
+    print(f"cold tune / ntk_dist: {times['tune'] / times['ntk_dist']:.2f}")
+    print(f"load after: {os.getloadavg()}")
 
 
 if __name__ == "__main__":

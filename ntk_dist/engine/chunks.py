@@ -16,8 +16,8 @@ from __future__ import annotations
 #: Measured with m <= 8 training points; a larger m makes each member's step a
 #: matrix-matrix product already, see :func:`cpu_chunk`.
 CPU_CHUNKS: tuple[tuple[int, int], ...] = (
-    (20_000, 8),
-    (400_000, 8),
+    (150_000, 8),
+    (400_000, 4),
 )
 
 #: Above this many training points a member's step is a matrix-matrix product on its
