@@ -13,6 +13,8 @@ best pass is kept.
 import argparse
 import time
 
+import jax
+
 from ntk_dist import CatapultToy, DataSpec, FCNetwork, TrainJob, train_batch
 from ntk_dist.engine.chunks import cpu_chunk
 from ntk_dist.models.networks import param_count
@@ -43,8 +45,16 @@ def main() -> None:
 
         def jobs(steps, net=net, data=data):
             return [
-                TrainJob(net, data, 1.0, steps=steps, seed=s, lr_units="lambda0",
-                         record=(0, steps), dtype="float32")
+                TrainJob(
+                    net,
+                    data,
+                    1.0,
+                    steps=steps,
+                    seed=s,
+                    lr_units="lambda0",
+                    record=(0, steps),
+                    dtype="float32",
+                )
                 for s in range(args.members)
             ]
 
@@ -58,12 +68,14 @@ def main() -> None:
                 best[c] = min(best[c], time.perf_counter() - start)
         rate = {c: args.members * args.steps / t for c, t in best.items()}
         top = max(rate, key=rate.get)
-        import jax
-
-        p = param_count(jax.eval_shape(lambda net=net: net.init(jax.random.PRNGKey(0), data.dim)))
+        shapes = jax.eval_shape(lambda net=net, d=data.dim: net.init(jax.random.PRNGKey(0), d))
+        p = param_count(shapes)
         cells = "  ".join(f"c={c}: {r:,.0f}" for c, r in rate.items())
-        print(f"{name:12s} P={p:>8,d} m={data.n_train}  {cells}  best c={top} "
-              f"(table: {cpu_chunk(p, data.n_train)})", flush=True)
+        print(
+            f"{name:12s} P={p:>8,d} m={data.n_train}  {cells}  best c={top} "
+            f"(table: {cpu_chunk(p, data.n_train)})",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

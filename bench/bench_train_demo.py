@@ -24,18 +24,32 @@ COMPILE = re.compile(r"Finished XLA compilation of jit\((_run_\w+)\) in ([0-9.]+
 
 
 def run(code: Path, spec: Path, out: Path, cache: Path, ray_tmp: Path) -> float:
-    env = dict(os.environ, PYTHONPATH=str(code), JAX_LOG_COMPILES="1",
-               NTK_DIST_CACHE_DIR=str(cache), RAY_TMPDIR=str(ray_tmp))
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(code),
+        JAX_LOG_COMPILES="1",
+        NTK_DIST_CACHE_DIR=str(cache),
+        RAY_TMPDIR=str(ray_tmp),
+    )
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "ntk_dist", "run", str(spec), "--out", str(out),
-                    "--no-progress"], check=True, env=env, cwd=code, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "ntk_dist", "run", str(spec), "--out", str(out), "--no-progress"],
+        check=True,
+        env=env,
+        cwd=code,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
 def compiles(ray_tmp: Path) -> tuple[int, float]:
-    found = [float(m.group(2)) for f in ray_tmp.rglob("worker-*") if f.is_file()
-             for m in COMPILE.finditer(f.read_text(errors="replace"))]
+    found = [
+        float(m.group(2))
+        for f in ray_tmp.rglob("worker-*")
+        if f.is_file()
+        for m in COMPILE.finditer(f.read_text(errors="replace"))
+    ]
     return len(found), sum(found)
 
 
@@ -61,9 +75,12 @@ def main() -> None:
             wall = run(code, spec, tmp / out, cache, ray_tmp)
             n, secs = compiles(ray_tmp)
             train = batch_seconds(tmp / out)
-            print(f"{name:5s} wall {wall:6.1f} s, {n} compiles of the training program "
-                  f"({secs:.1f} s), batches' wall sum {train:.1f} s (whole directory), "
-                  f"load {os.getloadavg()[0]:.1f}", flush=True)
+            print(
+                f"{name:5s} wall {wall:6.1f} s, {n} compiles of the training program "
+                f"({secs:.1f} s), batches' wall sum {train:.1f} s (whole directory), "
+                f"load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -60,9 +60,9 @@ def main() -> None:
     vmapped = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     arms = {
         "ntk_dist": lambda n: train_batch(jobs(n)).column("loss_final").to_numpy(),
-        "ntk_dist chunk 10": lambda n: train_batch(jobs(n), chunk_size=10)
-        .column("loss_final")
-        .to_numpy(),
+        "ntk_dist chunk 10": lambda n: (
+            train_batch(jobs(n), chunk_size=10).column("loss_final").to_numpy()
+        ),
         "plain lax.map/10": lambda n: np.asarray(mapped(params, eta, n)),
         "plain vmap": lambda n: np.asarray(vmapped(params, eta, n)),
     }

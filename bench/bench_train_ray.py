@@ -99,8 +99,15 @@ def ntk_jobs(steps):
 
     data = DataSpec(name="single", n_train=1, dim=1)
     return [
-        TrainJob(CatapultToy(width=WIDTH), data, r, steps=steps, seed=s, lr_units="lambda0",
-                 tag=f"{r}:{s}")
+        TrainJob(
+            CatapultToy(width=WIDTH),
+            data,
+            r,
+            steps=steps,
+            seed=s,
+            lr_units="lambda0",
+            tag=f"{r}:{s}",
+        )
         for r, s in grid()
     ]
 
@@ -162,8 +169,12 @@ def cold(arm: str, steps: int) -> float:
     with tempfile.TemporaryDirectory() as cache:
         env["NTK_DIST_CACHE_DIR"] = cache
         start = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--steps", str(steps), "--cold", arm],
-                       check=True, env=env, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, __file__, "--steps", str(steps), "--cold", arm],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         return time.perf_counter() - start
 
 

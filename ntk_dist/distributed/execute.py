@@ -75,7 +75,7 @@ def plan_batches(
       memory_bytes: device memory one batch may use (per worker), > 0.
       max_batch: most jobs per batch (>= 1); None: the largest size that still cuts
         the jobs into at least two batches per slot (:func:`split_size`), at most
-        ``DEFAULT_MAX_BATCH``.
+        ``DEFAULT_MAX_BATCH``, with each shape group cut into equal batches.
       slots: tasks that run at once (Ray: the cluster's task slots; 1 in-process).
 
     Returns:
@@ -115,7 +115,8 @@ def _plan(jobs, memory_bytes, max_batch, free=float("inf"), slots=1) -> list[lis
     groups: dict[tuple, list[int]] = {}
     for i, job in enumerate(jobs):
         groups.setdefault(job.batch_key, []).append(i)
-    if max_batch is None:
+    even = max_batch is None
+    if even:
         max_batch = split_size([len(idx) for idx in groups.values()], slots)
     batches = []
     for idx in groups.values():
@@ -127,6 +128,8 @@ def _plan(jobs, memory_bytes, max_batch, free=float("inf"), slots=1) -> list[lis
                 "worker; reduce the width or the training set, or use nodes with more memory"
             )
         size = max(1, min(max_batch, min(memory_bytes, free) // need))
+        if even:  # 6 jobs in batches of at most 5 are 3 + 3, not 5 + 1
+            size = -(-len(idx) // -(-len(idx) // size))
         batches += [idx[s : s + size] for s in range(0, len(idx), size)]
     return batches
 

@@ -1,4 +1,4 @@
-"""Training many finite networks at once: one jitted, vmapped ``lax.scan`` per batch.
+"""Training many finite networks at once: jitted, vmapped ``lax.scan`` s over chunks of a batch.
 
 Conventions (docs/theory.md §3-§5): loss L = 1/(2m) sum_alpha ||f(x_alpha) - y_alpha||^2,
 updates theta <- theta - eta grad L, sharpness lambda = top eigenvalue of
@@ -9,7 +9,10 @@ batch first measures lambda0 for every job (vmapped) and then sets eta = lr / la
 Jobs that share every shape (model, data shapes, optimiser, steps, record schedule,
 options; :attr:`TrainJob.batch_key`) train together in :func:`train_batch`: the seeds,
 learning rates, momenta and data arrays are stacked along a leading axis and one
-compiled program advances them all. A job's record is a function of its own fields
+compiled program advances a chunk of them at a time. Step counts, record steps and
+learning rates are runtime values of that program, so jobs of different step budgets
+(different batches) still share it; a worker compiles each (model, options, chunk
+size) program once. A job's record is a function of its own fields
 only: batching changes nothing but the floating-point order of XLA's batched kernels.
 
 Divergence rule (docs/theory.md §5 pitfalls: catapult peaks are O(n) in loss). A job

@@ -73,6 +73,13 @@ def test_plan_groups_by_shape_and_cuts_to_max_batch():
     assert sorted(j.tag for b in batches for j in b) == sorted(j.tag for j in jobs)
 
 
+@pytest.mark.parametrize("slots, sizes", [(1, [6, 6]), (2, [3, 3, 3, 3]), (3, [2] * 6)])
+def test_plan_splits_work_across_task_slots(slots, sizes):
+    # Two shape groups of 6 jobs: equal batches, at least 2 per task slot.
+    jobs = _mixed_jobs()
+    assert sorted(len(b) for b in plan_batches(jobs, slots=slots)) == sizes
+
+
 def test_plan_respects_memory():
     jobs = _mixed_jobs()
     per_job = estimate_bytes(jobs[0])
@@ -131,6 +138,7 @@ def test_resources_env_caps_threads():
     [
         (dict(backend="dask"), "backend"),
         (dict(max_batch=0), "max_batch"),
+        (dict(chunk_size=0), "chunk_size"),
         (dict(memory_bytes=-1), "memory_bytes"),
     ],
 )
