@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 COMPILE = re.compile(r"Finished XLA compilation of jit\((_run_\w+)\) in ([0-9.]+) sec")
+HIT = re.compile(r"Persistent compilation cache hit for 'jit__run_")
 
 
 def run(code: Path, spec: Path, out: Path, cache: Path, ray_tmp: Path) -> float:
@@ -73,11 +74,12 @@ def main() -> None:
         for name, out in (("cold", "a"), ("warm", "b"), ("rerun", "b")):
             ray_tmp = Path(tempfile.mkdtemp(prefix="r", dir="/tmp"))  # short: socket paths
             wall = run(code, spec, tmp / out, cache, ray_tmp)
-            n, secs = compiles(ray_tmp)
+            n, hits, secs = compiles(ray_tmp)
             train = batch_seconds(tmp / out)
             print(
-                f"{name:5s} wall {wall:6.1f} s, {n} compiles of the training program "
-                f"({secs:.1f} s), batches' wall sum {train:.1f} s (whole directory), "
+                f"{name:5s} wall {wall:6.1f} s, {n} training programs obtained, {hits} of "
+                f"them from the persistent cache ({secs:.1f} s), batches' wall sum "
+                f"{train:.1f} s (whole directory), "
                 f"load {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
