@@ -44,14 +44,12 @@ def run(code: Path, spec: Path, out: Path, cache: Path, ray_tmp: Path) -> float:
     return time.perf_counter() - start
 
 
-def compiles(ray_tmp: Path) -> tuple[int, float]:
-    found = [
-        float(m.group(2))
-        for f in ray_tmp.rglob("worker-*")
-        if f.is_file()
-        for m in COMPILE.finditer(f.read_text(errors="replace"))
-    ]
-    return len(found), sum(found)
+def compiles(ray_tmp: Path) -> tuple[int, int, float]:
+    """(programs obtained, of which persistent-cache hits, their seconds) in the workers."""
+    logs = [f.read_text(errors="replace") for f in ray_tmp.rglob("worker-*") if f.is_file()]
+    found = [float(m.group(2)) for text in logs for m in COMPILE.finditer(text)]
+    hits = sum(len(HIT.findall(text)) for text in logs)
+    return len(found), hits, sum(found)
 
 
 def batch_seconds(out: Path) -> float:
