@@ -37,6 +37,21 @@ def test_hash_ignores_output_and_tracks_content():
     assert a.spec_hash() == b.spec_hash() != c.spec_hash()
 
 
+def test_automatic_chunk_size_leaves_the_hash_and_dump_alone():
+    import hashlib
+    import json
+
+    spec = parse_spec(GOOD)
+    body = spec.model_dump(mode="json", exclude={"output"})
+    assert "chunk_size" not in body["resources"]
+    # The digest of the dump without the new key: specs stored before it keep their runs.
+    assert spec.spec_hash() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    chunked = parse_spec({**GOOD, "resources": {"chunk_size": 4}})
+    assert chunked.resources.chunk_size == 4 and chunked.spec_hash() != spec.spec_hash()
+    with pytest.raises(ValueError, match="resources.chunk_size"):
+        parse_spec({**GOOD, "resources": {"chunk_size": 0}})
+
+
 def _with(path, value):
     spec = yaml.safe_load(yaml.safe_dump(GOOD))
     node = spec
