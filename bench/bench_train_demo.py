@@ -14,6 +14,7 @@ again: nothing to train). Also prints the sum of the batches' own wall times
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -74,6 +75,7 @@ def main() -> None:
             wall = run(code, spec, tmp / out, cache, ray_tmp)
             n, hits, secs = compiles(ray_tmp)
             train = batch_seconds(tmp / out)
+            shutil.rmtree(ray_tmp, ignore_errors=True)
             print(
                 f"{name:5s} wall {wall:6.1f} s, {n} training programs obtained, {hits} of "
                 f"them from the persistent cache ({secs:.1f} s), batches' wall sum "

@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--handwritten", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--cold", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--skip-cold", action="store_true")
+    parser.add_argument("--cold-only", action="store_true")
     args = parser.parse_args()
     if args.handwritten is not None:
         return handwritten(args.handwritten, args.steps)
@@ -195,6 +196,8 @@ def main() -> None:
 
     n = len(grid())
     print(f"load before: {os.getloadavg()}", flush=True)
+    if args.cold_only:
+        return cold_arms(n, args)
     ensure_ray(num_cpus=2)
     jobs = ntk_jobs(args.steps)
     run_jobs(jobs, backend="ray")  # workers started, programs compiled
@@ -212,6 +215,10 @@ def main() -> None:
     import ray
 
     ray.shutdown()
+    cold_arms(n, args)
+
+
+def cold_arms(n, args) -> None:
     times = {}
     for arm in ("ntk_dist", "tune", "ntk_dist", "tune")[: 2 * args.repeats]:
         times[arm] = min(times.get(arm, float("inf")), cold(arm, args.steps))
