@@ -4,10 +4,15 @@ One Optuna trial is one point of the search space (:mod:`ntk_dist.study.search`)
 trained with every seed of the spec. The driver suggests ``width`` (categorical over the
 spec's widths) and ``eta_lambda0`` (float in [eta_low, eta_high]), runs the seeds, stores
 ``trial.user_attrs["phases"]`` (one label of :data:`ntk_dist.analysis.phases.PHASES` per
-seed) and tells the mean phase code.
+seed) and ``trial.user_attrs["sharpness_catapult"]`` (one flag per seed), and tells the
+mean phase code.
 
-:class:`BoundarySampler` spends the runs where the phase changes. Per width, on a log
-scale in eta * lambda0:
+:class:`BoundarySampler` spends the runs where a located boundary lies. A seed's
+outcome, as the sampler sees it, is the set of boundaries it lies above
+(:func:`outcome`: c_loss, c_sharp, c_max of :mod:`ntk_dist.analysis.boundaries`), so
+every boundary of every group is bisected and a change that is no located boundary
+(lazy to sharpness reduction) costs no trials. Per width, on a log scale in
+eta * lambda0:
 
 1. a coarse grid of ``n_initial`` geometrically spaced points over [eta_low, eta_high]
    (all widths interleaved, endpoints first, then by successive halving, so a round of
@@ -44,7 +49,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from ntk_dist.analysis.phases import PHASES
+from ntk_dist.analysis.boundaries import BOUNDARIES, sides_of
+from ntk_dist.analysis.phases import read_label
 from ntk_dist.core import validate
 from ntk_dist.study.search import ETA_PARAM, SAMPLERS, WIDTH_PARAM, eta_range, search_field
 
@@ -191,10 +197,13 @@ def history(study: optuna.Study, *, exclude: int | None = None):
       exclude: trial number to leave out (the trial being sampled).
 
     Returns:
-      (observed, pending): ``observed`` lists (width, eta_lambda0, phases) of COMPLETE
-      trials with a ``"phases"`` user attribute; ``pending`` lists (width, eta_lambda0)
-      of every other trial whose two params are known (RUNNING, WAITING with enqueued
-      params, FAIL, or COMPLETE without phases): those points count as taken.
+      (observed, pending): ``observed`` lists (width, eta_lambda0, outcomes) of COMPLETE
+      trials with a ``"phases"`` user attribute (one :func:`outcome` per seed; labels of
+      older sweeps read as :func:`ntk_dist.analysis.phases.read_label` does, and a trial
+      without ``"sharpness_catapult"`` counts as having none); ``pending`` lists
+      (width, eta_lambda0) of every other trial whose two params are known (RUNNING,
+      WAITING with enqueued params, FAIL, or COMPLETE without phases): those points
+      count as taken.
     """
     observed, pending = [], []
     for t in study.get_trials(deepcopy=False):
@@ -206,16 +215,21 @@ def history(study: optuna.Study, *, exclude: int | None = None):
         point = (int(params[WIDTH_PARAM]), float(params[ETA_PARAM]))
         phases = t.user_attrs.get("phases")
         if t.state == TrialState.COMPLETE and phases:
-            bad = [p for p in phases if p not in PHASES]
-            if bad:
-                raise ValueError(
-                    f"trial {t.number}: user_attrs['phases'] must hold labels from {PHASES}, "
-                    f"got {bad}"
-                )
-            observed.append((*point, tuple(phases)))
+            try:
+                phases = [read_label(p) for p in phases]
+            except ValueError as err:
+                raise ValueError(f"trial {t.number}: user_attrs['phases']: {err}") from None
+            sharp = t.user_attrs.get("sharpness_catapult") or [False] * len(phases)
+            observed.append((*point, outcome(phases, sharp)))
         else:
             pending.append(point)
     return observed, pending
+
+
+def outcome(phases, sharpness_catapult) -> tuple[str, ...]:
+    """Per seed, the boundaries it lies above, joined by "+" ("" below all of them)."""
+    sides = sides_of(phases, sharpness_catapult)
+    return tuple("+".join(b for b in BOUNDARIES if sides[b][i]) for i in range(len(sides["c_max"])))
 
 
 class _EnqueuedOnlySampler(optuna.samplers.RandomSampler):

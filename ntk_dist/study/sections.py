@@ -140,6 +140,9 @@ class TrainingSection(Section):
       seeds: runs (network seeds 0..seeds-1) per (width, eta * lambda0) point.
       batch_size: minibatch size for sgd/momentum.
       dtype: ``"float32"`` or ``"float64"``.
+      early_steps: the phase labels' early window T_early in steps (docs/theory.md §7;
+        default None: the whole budget, the natural window of full-batch GD; Kalra &
+        Barkeshli use 10 for SGD).
     """
 
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
@@ -148,6 +151,7 @@ class TrainingSection(Section):
     seeds: Seeds = 2
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
+    early_steps: Steps | None = None
 
     @model_validator(mode="after")
     def _batch_size_matches_optimizer(self):

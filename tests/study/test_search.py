@@ -31,7 +31,7 @@ DISTS = {
 
 def _toy_label(eta_lambda0):
     """The toy's infinite-width phases (docs/theory.md §5): edges at 2 and 4."""
-    return "lazy" if eta_lambda0 < 2 else "catapult" if eta_lambda0 < 4 else "divergent"
+    return "lazy" if eta_lambda0 < 2 else "loss_catapult" if eta_lambda0 < 4 else "divergent"
 
 
 def _round(study, parallel, seeds=2):
