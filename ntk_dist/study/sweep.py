@@ -38,7 +38,7 @@ from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study import trials as _trials
 from ntk_dist.study.driver import progress_bar, store_finished_batches
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
+from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
 
 
@@ -112,10 +112,11 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> i
     jobs = []
     for trial in trials:
         w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
-        for seed, key in enumerate(spec.run_keys(w, e)):
+        d = trial.params.get(DEPTH_PARAM)
+        for seed, key in enumerate(spec.run_keys(w, e, d)):
             meta[key] = (trial.number, trial.user_attrs["round"], e)
             if key not in done:
-                jobs.append(spec.job(w, e, seed, key))
+                jobs.append(spec.job(w, e, seed, key, d))
     pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
     stored = store_finished_batches(pending, out, spec, meta, bar)
     done.update(stored)

@@ -35,7 +35,7 @@ from optuna.trial import TrialState
 
 from ntk_dist.analysis.phases import phase_codes
 from ntk_dist.study.samplers import make_sampler
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, grid_points
+from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM, grid_points
 from ntk_dist.study.spec import SweepSpec
 
 JOURNAL = "study.journal"
@@ -56,7 +56,7 @@ def open_study(spec: SweepSpec, out: Path) -> optuna.Study:
 
 def point_keys(spec: SweepSpec, params: dict) -> list[str]:
     """The run keys of the trial with ``params``."""
-    return spec.run_keys(params[WIDTH_PARAM], params[ETA_PARAM])
+    return spec.run_keys(params[WIDTH_PARAM], params[ETA_PARAM], params.get(DEPTH_PARAM))
 
 
 def phases_of(runs: pa.Table, keys: list[str], column: str = "phase") -> list | None:
@@ -91,13 +91,14 @@ def recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
     """Settle trials a crash left RUNNING (module docstring); returns how many."""
     settled = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        keys = point_keys(spec, t.params) if len(t.params) == 2 else None
+        complete = set(t.params) == set(distributions(spec))
+        keys = point_keys(spec, t.params) if complete else None
         phases = phases_of(runs, keys) if keys else None
         if phases is not None:
             tell(study, t.number, phases, phases_of(runs, keys, "sharpness_catapult"))
         else:
             study.tell(t.number, state=TrialState.FAIL)
-            if len(t.params) == 2:
+            if complete:
                 # A kill between ask and set_user_attr leaves the round attrs unset;
                 # such a trial belongs to the round planned last (next_round).
                 planned = dict(
@@ -119,11 +120,13 @@ def _round_attrs(trial) -> dict:
 
 
 def distributions(spec: SweepSpec) -> dict:
+    """The params of a trial: width, depth (a sweep over several depths), eta * lambda0."""
     low, high = spec.search.eta_lambda0
-    return {
-        WIDTH_PARAM: CategoricalDistribution(list(spec.model.widths)),
-        ETA_PARAM: FloatDistribution(low, high, log=True),
-    }
+    dist = {WIDTH_PARAM: CategoricalDistribution(list(spec.model.widths))}
+    if len(spec.model.depths) > 1:
+        dist[DEPTH_PARAM] = CategoricalDistribution(list(spec.model.depths))
+    dist[ETA_PARAM] = FloatDistribution(low, high, log=True)
+    return dist
 
 
 def next_round(spec: SweepSpec, study: optuna.Study):
