@@ -41,15 +41,17 @@ under SGD too), but minibatch noise makes it fluctuate, and a fluctuation upward
 no catapult. The rise tolerance of such a run is scaled by the noise measured at small
 learning rates in its group (width, depth, activation):
 
-    s   = max over the group's stochastic runs with eta * lambda0 <= NOISE_BELOW (= 1,
-          far inside the lazy phase) of rise / (eta * lambda0),
+    s   = median over the seeds at the group's smallest eta * lambda0 (which must be
+          <= NOISE_BELOW = 1, far inside the lazy phase) of rise / (eta * lambda0),
     tol = max(rise_rtol, noise_factor * s * eta * lambda0),
 
 with rise = max_{t <= T_early} L_t / L_0 - 1 (clipped at 0). The linear growth with
 eta * lambda0 is the leading order of the noise term -eta grad L . xi of one SGD step
-(xi the minibatch gradient's deviation). A group without stochastic runs at
-eta * lambda0 <= 1 keeps tol = rise_rtol (a sweep of SGD runs should start its range at
-or below 1). Full-batch runs are unaffected.
+(xi the minibatch gradient's deviation). Only the smallest point is the reference, and
+its median: a minibatch catapult (SGD lowers the edges) at a larger reference point
+would otherwise set a tolerance that hides the catapults above it. A group whose
+smallest point lies above eta * lambda0 = 1 keeps tol = rise_rtol (a sweep of SGD runs
+should start its range at or below 1). Full-batch runs are unaffected.
 """
 
 from __future__ import annotations
@@ -159,9 +161,10 @@ def classify_runs(
         keys = _keys(table)
         for key in set(keys[noisy].tolist()):
             group = noisy & (keys == key)
-            ref = group & (c <= NOISE_BELOW)
-            if ref.any():
-                slope = float(np.max(rise[ref] / c[ref]))
+            low = float(np.min(c[group]))
+            if low <= NOISE_BELOW:
+                ref = group & (c <= low * (1 + 1e-9))
+                slope = float(np.median(rise[ref] / c[ref]))
                 tol[group] = np.maximum(rise_rtol, noise_factor * slope * c[group])
     with np.errstate(invalid="ignore"):
         rose = rise > tol

@@ -1,5 +1,5 @@
 """Figures of the experiments, saved as PNG and PDF; the sweep figures are in
-:mod:`ntk_dist.analysis.phase_plots` (re-exported here).
+:mod:`ntk_dist.analysis.phase_plots`.
 
 Figures of the experiments (docs/theory.md §6), drawn by ``ntk_dist.study.report`` from arrays
 read out of the Parquet files:
@@ -27,28 +27,7 @@ import numpy as np
 import pyarrow.compute as pc
 from matplotlib.figure import Figure
 
-from ntk_dist.analysis.figures import FORMATS, Plot, save_plot, width_colours
-from ntk_dist.analysis.phase_plots import (
-    PHASE_COLOURS,
-    plot_catapult,
-    plot_critical,
-    plot_phase_diagram,
-)
-
-__all__ = [
-    "FORMATS",
-    "PHASE_COLOURS",
-    "FunctionPanel",
-    "LossCurve",
-    "Plot",
-    "plot_catapult",
-    "plot_critical",
-    "plot_function_bands",
-    "plot_loss_curves",
-    "plot_ntk_angle",
-    "plot_phase_diagram",
-    "plot_width_scaling",
-]
+from ntk_dist.analysis.figures import Plot, save_plot, width_colours
 
 
 class LossCurve(NamedTuple):

@@ -42,7 +42,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ntk_dist.analysis import plots, stats
+from ntk_dist.analysis import phase_plots, plots, stats
 from ntk_dist.analysis.boundaries import estimate_boundaries, legacy_boundaries
 from ntk_dist.analysis.published import published_for
 from ntk_dist.core.files import write_text_atomic
@@ -458,11 +458,11 @@ def _sweep_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
             "",
         ]
     figs = [
-        plots.plot_catapult(exp.runs, fig_dir / f"{prefix}catapult", title=title),
-        plots.plot_phase_diagram(
+        phase_plots.plot_catapult(exp.runs, fig_dir / f"{prefix}catapult", title=title),
+        phase_plots.plot_phase_diagram(
             exp.runs, bounds, fig_dir / f"{prefix}phase_diagram", title=title, early_steps=early
         ),
-        plots.plot_critical(bounds, fig_dir / f"{prefix}critical", title=title),
+        phase_plots.plot_critical(bounds, fig_dir / f"{prefix}critical", title=title),
     ]
     window = "the whole budget" if early is None else f"the first {early} steps"
     lines += [

@@ -207,10 +207,11 @@ def read_runs(out_dir) -> pa.Table:
             table = pq.read_table(part, schema=RUN_SCHEMA)
         except (pa.ArrowInvalid, OSError) as err:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
-        missing = [n for n in RUN_SCHEMA.names if n not in names and n not in LABEL_COLUMNS]
+        # sharpness_catapult came with the published labels; older parts are relabelled.
+        missing = [n for n in RUN_SCHEMA.names if n not in names and n != "sharpness_catapult"]
         if missing:
             raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
-        if "sharpness_catapult" not in names:  # stored before the published labels
+        if "sharpness_catapult" not in names:
             table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
             table = table.cast(RUN_SCHEMA)
         tables.append(table)
