@@ -203,12 +203,14 @@ def test_history_reads_old_labels_and_sharpness_flags():
         (3.5, ["loss_catapult"], [True]),
         (5.0, ["divergent"], [False]),
     ):
+        study.enqueue_trial({WIDTH_PARAM: 1024, ETA_PARAM: eta})
         t = study.ask(DISTS)
         t.set_user_attr("phases", phases)
         if sharp is not None:
             t.set_user_attr("sharpness_catapult", sharp)
         study.tell(t, 1.0)
     observed, pending = history(study)
+    assert [o[:2] for o in observed] == [(1024, 1.0), (1024, 3.0), (1024, 3.5), (1024, 5.0)]
     assert [o[2] for o in observed] == [
         ("",),
         ("c_loss",),
