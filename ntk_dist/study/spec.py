@@ -47,6 +47,10 @@ from ntk_dist.study.sections import (
 )
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
+#: Fields added after specs were first hashed, with the default that leaves a spec's
+#: meaning as before: at that value they are left out of the hash, so the results
+#: directories of older specs keep their hash (and resume).
+HASH_NEUTRAL_DEFAULTS = {("training", "early_steps"): None}
 _NAME = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -61,6 +65,9 @@ class SpecBase(Section):
     def _digest(self) -> str:
         # A spec is frozen, so its hash is computed once: every run key starts with it.
         body = self.model_dump(mode="json", exclude={"output"})
+        for (section, field), default in HASH_NEUTRAL_DEFAULTS.items():
+            if section in body and body[section].get(field, default) == default:
+                body[section].pop(field, None)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:

@@ -37,6 +37,20 @@ def test_hash_ignores_output_and_tracks_content():
     assert a.spec_hash() == b.spec_hash() != c.spec_hash()
 
 
+def test_unset_early_window_keeps_the_hash_of_specs_written_before_it():
+    import hashlib
+    import json
+
+    spec = parse_spec(GOOD)
+    # The hash as computed before training.early_steps existed: the dump without it.
+    body = spec.model_dump(mode="json", exclude={"output"})
+    del body["training"]["early_steps"]
+    old = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    assert spec.spec_hash() == old
+    windowed = parse_spec({**GOOD, "training": {**GOOD["training"], "early_steps": 10}})
+    assert windowed.spec_hash() != old
+
+
 def _with(path, value):
     spec = yaml.safe_load(yaml.safe_dump(GOOD))
     node = spec
