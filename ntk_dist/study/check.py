@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, read_spec_data
+from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, part_schema, read_spec_data
 from ntk_dist.study.spec import parse_spec, spec_kind
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
@@ -167,7 +167,7 @@ def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
             problems.append(f"{other}: unexpected file in {RUNS_DIR}/ (not part-*.parquet)")
     tables, owner = [], {}
     for part in parts:
-        bad = _check_table(part, RUN_SCHEMA)
+        bad = _check_table(part, part_schema(part))
         if bad:
             problems += bad
             continue

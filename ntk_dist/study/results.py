@@ -73,6 +73,21 @@ RUN_SCHEMA = pa.schema(
 )
 
 
+#: The run table of part files written before the published phase labels: no
+#: ``sharpness_catapult`` (read by :func:`read_runs`, which labels them on read).
+LEGACY_RUN_SCHEMA = pa.schema([f for f in RUN_SCHEMA if f.name != "sharpness_catapult"])
+
+
+def part_schema(part) -> pa.Schema:
+    """The schema a part file must have: :data:`RUN_SCHEMA`, or
+    :data:`LEGACY_RUN_SCHEMA` for one written before ``sharpness_catapult`` existed."""
+    try:
+        names = pq.read_schema(part).names
+    except (pa.ArrowInvalid, OSError):
+        return RUN_SCHEMA
+    return RUN_SCHEMA if "sharpness_catapult" in names else LEGACY_RUN_SCHEMA
+
+
 def add_run_columns(table: pa.Table, **columns) -> pa.Table:
     """Training records (RECORD_SCHEMA) plus the sweep columns given by name (one value
     per row) and the software versions of this process: a table for :func:`append_runs`.
@@ -207,11 +222,12 @@ def read_runs(out_dir) -> pa.Table:
             table = pq.read_table(part, schema=RUN_SCHEMA)
         except (pa.ArrowInvalid, OSError) as err:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
-        # sharpness_catapult came with the published labels; older parts are relabelled.
-        missing = [n for n in RUN_SCHEMA.names if n not in names and n != "sharpness_catapult"]
+        legacy = "sharpness_catapult" not in names
+        expected = LEGACY_RUN_SCHEMA if legacy else RUN_SCHEMA
+        missing = [n for n in expected.names if n not in names]
         if missing:
             raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
-        if "sharpness_catapult" not in names:
+        if legacy:
             table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
             table = table.cast(RUN_SCHEMA)
         tables.append(table)
