@@ -35,7 +35,8 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
         ready, pending = ray.wait(pending, num_returns=1)
         table = ray.get(ready[0])
         keys = table.column("tag").to_pylist()
-        labels = classify_runs(table, early_steps=spec.training.early_steps)
+        # Experiments have no early window (ExperimentTraining): the whole budget.
+        labels = classify_runs(table, early_steps=getattr(spec.training, "early_steps", None))
         table = add_run_columns(
             table,
             sweep=spec.name,
