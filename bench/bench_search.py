@@ -28,7 +28,7 @@ import optuna
 import pyarrow as pa
 
 from ntk_dist.analysis.boundaries import estimate_boundaries
-from ntk_dist.analysis.phases import label_runs, step_budget
+from ntk_dist.analysis.phases import classify_runs, step_budget
 from ntk_dist.distributed.execute import run_jobs
 from ntk_dist.engine.data import DataSpec
 from ntk_dist.engine.jobs import TrainJob
@@ -36,7 +36,7 @@ from ntk_dist.models.networks import CatapultToy, FCNetwork
 from ntk_dist.study.samplers import BoundarySampler
 from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
 
-EDGES = {"lazy_catapult": 2.0, "catapult_divergent": 4.0}
+EDGES = {"c_loss": 2.0, "c_max": 4.0}  # the toy's c_sharp is its c_max
 DATA = DataSpec(name="single", n_train=1, n_test=0, dim=1)
 
 
@@ -91,9 +91,12 @@ def _sampler_loop(train, done, width, low, high, resolution, parallel, seeds, ma
     for _ in range(max_rounds):
         trials = [study.ask(dists) for _ in range(parallel)]
         runs = train([t.params[ETA_PARAM] for t in trials])
-        labels = label_runs(runs).to_pylist()
+        labels = classify_runs(runs)
+        phases = labels.column("phase").to_pylist()
+        sharp = labels.column("sharpness_catapult").to_pylist()
         for i, t in enumerate(trials):
-            t.set_user_attr("phases", labels[i * seeds : (i + 1) * seeds])
+            t.set_user_attr("phases", phases[i * seeds : (i + 1) * seeds])
+            t.set_user_attr("sharpness_catapult", sharp[i * seeds : (i + 1) * seeds])
             study.tell(t, 0.0)
         tables.append(runs)
         if done(pa.concat_tables(tables)):
@@ -150,7 +153,7 @@ def bench_relu(width=1024, seeds=3, low=4.0, high=20.0, resolution=0.02, paralle
 
 def _relu_row(runs):
     table = estimate_boundaries(runs, sweep="relu", n_boot=200)
-    return [r for r in table.to_pylist() if r["boundary"] == "catapult_divergent"][0]
+    return [r for r in table.to_pylist() if r["boundary"] == "c_max"][0]
 
 
 def main():

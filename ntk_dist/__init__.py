@@ -50,7 +50,7 @@ _PUBLIC = {
     "ntk_dist.distributed.resources": ("Resources",),
     "ntk_dist.distributed.execute": ("plan_batches", "run_jobs", "submit_jobs"),
     "ntk_dist.distributed.gram": ("GramResult", "empirical_gram", "gram"),
-    "ntk_dist.analysis.phases": ("PHASES", "label_runs"),
+    "ntk_dist.analysis.phases": ("PHASES", "classify_runs", "label_runs"),
     "ntk_dist.analysis.boundaries": ("estimate_boundaries",),
     "ntk_dist.analysis.stats": (
         "GPComparison",
@@ -62,7 +62,7 @@ _PUBLIC = {
         "group_stats",
         "width_scaling",
     ),
-    "ntk_dist.analysis.plots": ("plot_catapult", "plot_phase_diagram"),
+    "ntk_dist.analysis.phase_plots": ("plot_catapult", "plot_critical", "plot_phase_diagram"),
     "ntk_dist.study.spec": ("ExperimentSpec", "SweepSpec", "load_spec", "parse_spec"),
     "ntk_dist.study.results": ("RUN_SCHEMA", "append_runs", "read_runs"),
     "ntk_dist.study.search": ("grid_points",),

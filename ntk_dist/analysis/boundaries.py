@@ -1,12 +1,24 @@
-"""Located phase boundaries with confidence intervals, from a table of runs.
+"""Located critical learning rates with confidence intervals, from a table of runs.
 
-Method, per group (width, depth, activation) and per boundary ("lazy_catapult": lazy
-vs not lazy; "catapult_divergent": not divergent vs divergent), with each run's own
-measured eta * lambda0 as its coordinate x (docs/theory.md §3) and its phase from
-:func:`ntk_dist.analysis.phases.label_runs`:
+Per group (width, depth, activation), three critical values of c = eta * lambda0
+(docs/theory.md §7; Kalra & Barkeshli 2023), each the edge between the runs "below"
+and "above" it, with the labels of :func:`ntk_dist.analysis.phases.classify_runs`:
+
+- ``c_loss``: smallest c with a loss catapult; above = ``loss_catapult`` or
+  ``divergent`` (a divergent run's loss rises too).
+- ``c_sharp``: smallest c with a sharpness catapult; above = ``sharpness_catapult`` or
+  ``divergent`` (lambda of a divergent run grows without bound, so c_sharp <= c_max).
+- ``c_max``: largest c that does not diverge; above = ``divergent``.
+
+Results written before these definitions named two boundaries, mapped on read
+(:data:`LEGACY_BOUNDARIES`): ``lazy_catapult`` (lazy vs not lazy, where "catapult" also
+counted sharpness reduction past 2 / eta, so it is <= c_loss) is ``c_loss``, and
+``catapult_divergent`` is ``c_max`` (the same divergence rule).
+
+Method, with each run's own measured c as its coordinate x (docs/theory.md §3):
 
 - **estimate**: the threshold t minimising the number of runs on the wrong side
-  (below-phase runs with x > t plus above-phase runs with x < t). Candidate thresholds
+  (below-runs with x > t plus above-runs with x < t). Candidate thresholds
   are the geometric midpoints between consecutive distinct x; among equally good ones
   the middle one is taken. With cleanly separated labels this is the geometric
   midpoint of the bracket (last run below, first run above).
@@ -15,8 +27,8 @@ measured eta * lambda0 as its coordinate x (docs/theory.md §3) and its phase fr
   skipped), widened to contain the bracket around the estimate, because the
   boundary can lie anywhere between two sampled points (the resolution limit). The
   reported value is therefore always inside its interval.
-- **transition region**: where labels are mixed, from the lowest x of an above-phase
-  run to the highest x of a below-phase run. If no mixing is seen, the labels switch
+- **transition region**: where labels are mixed, from the lowest x of an above-run
+  to the highest x of a below-run. If no mixing is seen, the labels switch
   within the bracket and the region is reported as that bracket (an upper bound set by
   the sampling resolution); ``mixed`` says which.
 
@@ -24,7 +36,7 @@ measured eta * lambda0 as its coordinate x (docs/theory.md §3) and its phase fr
 fixed eta, whether a run catapults depends on its own lambda0, which fluctuates
 O(n^{-1/2}) (docs/theory.md §2), so in this coordinate the region of mixed labels is real
 and narrows with width. In eta * lambda0 the toy's transitions are sharp at every
-width (the edges are the exact linear stability bounds 2 and, for the toy, 4).
+width (the edges are the exact linear stability bounds: c_loss = 2, c_sharp = c_max = 4).
 
 Cost: O(G * n_boot * R log R) for G groups of R runs.
 """
@@ -36,10 +48,12 @@ import math
 import numpy as np
 import pyarrow as pa
 
-from ntk_dist.analysis.phases import PHASE_CODES, label_runs
+from ntk_dist.analysis.phases import classify_runs
 from ntk_dist.core import validate
 
-BOUNDARIES = ("lazy_catapult", "catapult_divergent")
+BOUNDARIES = ("c_loss", "c_sharp", "c_max")
+#: Boundary names of results written before the published definitions (module docstring).
+LEGACY_BOUNDARIES = {"lazy_catapult": "c_loss", "catapult_divergent": "c_max"}
 COORDINATES = ("eta_lambda0", "learning_rate")
 _GROUP = ("width", "depth", "activation")
 
@@ -49,7 +63,9 @@ BOUNDARY_SCHEMA = pa.schema(
         pa.field("width", pa.int64(), False, {"doc": "hidden width n"}),
         pa.field("depth", pa.int64(), False, {"doc": "hidden layers L"}),
         pa.field("activation", pa.string(), False, {"doc": "activation name"}),
-        pa.field("boundary", pa.string(), False, {"doc": "'lazy_catapult' | 'catapult_divergent'"}),
+        pa.field(
+            "boundary", pa.string(), False, {"doc": "'c_loss', 'c_sharp' or 'c_max' (theory §7)"}
+        ),
         pa.field("coordinate", pa.string(), False, {"doc": "'eta_lambda0' or 'learning_rate'"}),
         pa.field("eta_lambda0", pa.float64(), True, {"doc": "estimate (NaN: not located)"}),
         pa.field("ci_low", pa.float64(), True, {"doc": "lower end of the confidence interval"}),
@@ -72,8 +88,9 @@ def estimate_boundaries(
     n_boot: int = 400,
     seed: int = 0,
     coordinate: str = "eta_lambda0",
+    early_steps: int | None = None,
 ) -> pa.Table:
-    """Both phase boundaries per (width, depth, activation), with CIs (module docstring).
+    """c_loss, c_sharp and c_max per (width, depth, activation), with CIs (module docstring).
 
     Args:
       runs: rows in :data:`ntk_dist.engine.records.RECORD_SCHEMA`.
@@ -83,6 +100,8 @@ def estimate_boundaries(
       seed: bootstrap seed.
       coordinate: ``"eta_lambda0"`` (each run's measured eta * lambda0) or
         ``"learning_rate"`` (absolute eta).
+      early_steps: the labels' window T_early (``training.early_steps``; None: the
+        whole budget), see :func:`ntk_dist.analysis.phases.classify_runs`.
 
     Returns:
       pa.Table in :data:`BOUNDARY_SCHEMA`, one row per group and boundary, sorted by
@@ -98,14 +117,14 @@ def estimate_boundaries(
     missing = [c for c in (*_GROUP, coordinate) if c not in runs.column_names]
     if missing:
         raise ValueError(f"runs is missing column(s) {missing}; pass RECORD_SCHEMA rows")
-    codes = np.array([PHASE_CODES[p] for p in label_runs(runs).to_pylist()], np.int64)
+    sides = boundary_sides(runs, early_steps=early_steps)
     x_all = runs.column(coordinate).to_numpy(zero_copy_only=False).astype(float)
     keys = list(zip(*(runs.column(c).to_pylist() for c in _GROUP), strict=True))
     rows = []
     for width, depth, activation in sorted(set(keys), key=lambda k: (k[1], k[2], k[0])):
         idx = np.array([i for i, k in enumerate(keys) if k == (width, depth, activation)])
-        for level, boundary in enumerate(BOUNDARIES):
-            above = codes[idx] > level
+        for boundary in BOUNDARIES:
+            above = sides[boundary][idx]
             est = _locate(x_all[idx], above, confidence, n_boot, seed)
             rows.append(
                 dict(
@@ -122,6 +141,32 @@ def estimate_boundaries(
                 )
             )
     return pa.Table.from_pylist(rows, schema=BOUNDARY_SCHEMA)
+
+
+def boundary_sides(runs: pa.Table, *, early_steps: int | None = None) -> dict[str, np.ndarray]:
+    """Per boundary of :data:`BOUNDARIES`, a bool array: which runs lie above it."""
+    labels = classify_runs(runs, early_steps=early_steps)
+    return sides_of(
+        labels.column("phase").to_pylist(), labels.column("sharpness_catapult").to_pylist()
+    )
+
+
+def sides_of(phases, sharpness_catapult) -> dict[str, np.ndarray]:
+    """The sides of :data:`BOUNDARIES` (module docstring) from phase labels and
+    sharpness-catapult flags (sequences of equal length)."""
+    phase = np.asarray(list(phases), dtype=object)
+    sharp = np.asarray(list(sharpness_catapult), bool)
+    divergent = phase == "divergent"
+    return {
+        "c_loss": divergent | (phase == "loss_catapult"),
+        "c_sharp": divergent | sharp,
+        "c_max": divergent,
+    }
+
+
+def legacy_boundaries(table: pa.Table) -> bool:
+    """Whether a boundary table uses the names of :data:`LEGACY_BOUNDARIES`."""
+    return bool(set(table.column("boundary").to_pylist()) & set(LEGACY_BOUNDARIES))
 
 
 def _threshold(x: np.ndarray, above: np.ndarray) -> tuple[float, int, np.ndarray]:

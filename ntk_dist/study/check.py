@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, read_spec_data
+from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, part_schema, read_spec_data
 from ntk_dist.study.spec import parse_spec, spec_kind
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
@@ -167,7 +167,7 @@ def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
             problems.append(f"{other}: unexpected file in {RUNS_DIR}/ (not part-*.parquet)")
     tables, owner = [], {}
     for part in parts:
-        bad = _check_table(part, RUN_SCHEMA)
+        bad = _check_table(part, part_schema(part))
         if bad:
             problems += bad
             continue
@@ -232,7 +232,7 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
         return ""
     from optuna.trial import TrialState
 
-    from ntk_dist.study.trials import point_keys
+    from ntk_dist.study.trials import distributions, point_keys
 
     by_number = {t.number: t for t in trials}
     run_trial = dict(zip(runs.column("run_key").to_pylist(), runs.column("trial").to_pylist(),
@@ -241,7 +241,9 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
         trial = by_number.get(number)
         if trial is None:
             problems.append(f"{out / RUNS_DIR}: run {key} names trial {number}, not in {journal}")
-        elif len(trial.params) == 2 and key not in point_keys(spec, trial.params):
+        elif set(trial.params) == set(distributions(spec)) and key not in point_keys(
+            spec, trial.params
+        ):
             problems.append(
                 f"{out / RUNS_DIR}: run {key} does not match the parameters of trial {number} "
                 f"in {journal} ({trial.params})"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ntk_dist.analysis.phases import label_runs
+from ntk_dist.analysis.phases import classify_runs
 from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study.results import add_run_columns, append_runs
 
@@ -45,6 +45,8 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
         ready, pending = ray.wait(pending, num_returns=1)
         table = ray.get(ready[0])
         keys = table.column("tag").to_pylist()
+        # Experiments have no early window (ExperimentTraining): the whole budget.
+        labels = classify_runs(table, early_steps=getattr(spec.training, "early_steps", None))
         table = add_run_columns(
             table,
             sweep=spec.name,
@@ -52,7 +54,8 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
             trial=[meta[k][0] for k in keys],
             round=[meta[k][1] for k in keys],
             target_eta_lambda0=[meta[k][2] for k in keys],
-            phase=label_runs(table).to_pylist(),
+            phase=labels.column("phase").to_pylist(),
+            sharpness_catapult=labels.column("sharpness_catapult").to_pylist(),
         )
         append_runs(out, table)
         stored += keys

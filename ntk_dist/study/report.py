@@ -18,8 +18,13 @@ per kind (the spec's ``experiment:`` key; a spec with ``search:`` is a phase swe
   :func:`ntk_dist.analysis.stats.ntk_convergence`.
 - ``width_scaling``: ``width_scaling`` (log-log, fitted slopes) and the fitted
   exponents with intervals beside the published ones.
-- phase sweeps: ``catapult`` and ``phase_diagram`` (:mod:`ntk_dist.analysis.plots`) and the
-  located boundaries.
+- phase sweeps: ``catapult``, ``phase_diagram`` and ``critical``
+  (:mod:`ntk_dist.analysis.phase_plots`) and the located c_loss, c_sharp, c_max per
+  (width, depth), each beside its published value where the paper's setting is the
+  sweep's (:mod:`ntk_dist.analysis.published`). A ``boundaries.parquet`` with the old
+  names (``lazy_catapult``, ``catapult_divergent``) is located again from the runs.
+
+``report.md`` is titled with the sweep's or experiment's name (the folder's for a root).
 
 Every input is read and checked before anything is written; a missing or unreadable
 file raises ValueError naming it (the CLI exits 2). ``OUT/report.md`` and each figure
@@ -37,7 +42,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ntk_dist.analysis import plots, stats
+from ntk_dist.analysis import phase_plots, plots, stats
+from ntk_dist.analysis.boundaries import estimate_boundaries, legacy_boundaries
+from ntk_dist.analysis.published import published_for
 from ntk_dist.core.files import write_text_atomic
 from ntk_dist.study.results import RUNS_DIR, read_runs, read_spec_data
 from ntk_dist.study.spec import spec_kind
@@ -49,7 +56,7 @@ _REFERENCE_COLUMNS = {
     "ensemble": ("step", "split", "index", "x", "y", "gp_mean", "gp_var"),
     "ntk_convergence": ("index", "angle", "ntk"),
 }
-_BOUNDARY_COLUMNS = ("width", "boundary", "eta_lambda0", "ci_low", "ci_high")
+_BOUNDARY_COLUMNS = ("width", "depth", "boundary", "eta_lambda0", "ci_low", "ci_high")
 
 
 class Experiment(NamedTuple):
@@ -155,7 +162,8 @@ def write_report(out, *, n_boot: int = 1000) -> Report:
     experiments = [load_experiment(d) for d in find_experiments(out)]
     root = experiments[0].path != out
     fig_dir = out / "figures"
-    lines = [f"# Report: {out.name or out}", ""]
+    heading = experiments[0].spec.get("name", out.name) if not root else (out.name or out)
+    lines = [f"# Report: {heading}", ""]
     drawn: dict[str, plots.Plot] = {}
     for exp in experiments:
         prefix = f"{exp.name}_" if root else ""
@@ -438,26 +446,43 @@ def _scaling_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
 
 def _sweep_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
     title = exp.spec.get("name", exp.name)
-    figs = [plots.plot_catapult(exp.runs, fig_dir / f"{prefix}catapult", title=title)]
-    figs.append(
-        plots.plot_phase_diagram(
-            exp.runs, exp.boundaries, fig_dir / f"{prefix}phase_diagram", title=title
-        )
-    )
-    b = exp.boundaries.to_pylist()
-    lines = [
-        f"{exp.runs.num_rows} runs. Located transitions (eta * lambda0, 95% CI):",
-        "",
-        "| width | boundary | eta * lambda0 | 95% CI |",
-        "| --- | --- | --- | --- |",
+    early = (exp.spec.get("training") or {}).get("early_steps")
+    bounds, lines = exp.boundaries, []
+    if legacy_boundaries(bounds):
+        # Written before c_loss / c_sharp / c_max: located again from the runs, which hold
+        # the trajectories the labels need (docs/theory.md §7).
+        bounds = estimate_boundaries(exp.runs, sweep=title, early_steps=early)
+        lines += [
+            "`boundaries.parquet` uses the old names (lazy_catapult, catapult_divergent); "
+            "the boundaries below were located again from the runs.",
+            "",
+        ]
+    figs = [
+        phase_plots.plot_catapult(exp.runs, fig_dir / f"{prefix}catapult", title=title),
+        phase_plots.plot_phase_diagram(
+            exp.runs, bounds, fig_dir / f"{prefix}phase_diagram", title=title, early_steps=early
+        ),
+        phase_plots.plot_critical(bounds, fig_dir / f"{prefix}critical", title=title),
     ]
+    window = "the whole budget" if early is None else f"the first {early} steps"
     lines += [
-        f"| {r['width']} | {r['boundary']} | {r['eta_lambda0']:.4g} | "
-        f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] |"
-        for r in b
+        f"{exp.runs.num_rows} runs. Located critical values of eta * lambda0 (95% CI; "
+        f"labels from {window}, docs/theory.md §7). A published value is shown only where "
+        "the paper's setting is this one:",
+        "",
+        "| width | depth | boundary | eta * lambda0 | 95% CI | published |",
+        "| --- | --- | --- | --- | --- | --- |",
     ]
-    eta_max = plots.expected_eta_max(exp.runs)
-    lines += ["", f"Published: 2 and {eta_max:g}." if eta_max else "Published: 2."]
+    for r in bounds.to_pylist():
+        runs = exp.runs
+        group = runs.filter(
+            pc.and_(pc.equal(runs["width"], r["width"]), pc.equal(runs["depth"], r["depth"]))
+        )
+        pub = "; ".join(p.text() for p in published_for(group, boundary=r["boundary"])) or "-"
+        lines.append(
+            f"| {r['width']} | {r['depth']} | {r['boundary']} | {r['eta_lambda0']:.4g} | "
+            f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] | {pub} |"
+        )
     return lines, figs
 
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ntk_dist.analysis.phases import LABEL_COLUMNS, relabel
 from ntk_dist.core.files import (
     disk_full_as_usage_error,
     ensure_writable_dir,
@@ -48,7 +49,17 @@ _SWEEP_COLUMNS = [
     ("trial", pa.int64(), "Optuna trial number that produced the run"),
     ("round", pa.int64(), "driver round (batch of trials trained together)"),
     ("target_eta_lambda0", pa.float64(), "eta*lambda0 asked for by the sampler"),
-    ("phase", pa.string(), "'lazy', 'catapult' or 'divergent' (ntk_dist.analysis.phases)"),
+    (
+        "phase",
+        pa.string(),
+        "'lazy', 'sharpness_reduction', 'loss_catapult' or 'divergent', labelled when stored "
+        "(ntk_dist.analysis.phases, docs/theory.md §7; older runs are relabelled on read)",
+    ),
+    (
+        "sharpness_catapult",
+        pa.bool_(),
+        "lambda rose above lambda0 within the early window (Kalra & Barkeshli 2023)",
+    ),
     ("ntk_dist_version", pa.string(), "ntk_dist version of the driver that stored the run"),
     ("jax_version", pa.string(), "jax version (ntk_dist.cli.version.versions())"),
     ("ray_version", pa.string(), "ray version"),
@@ -60,6 +71,21 @@ _SWEEP_COLUMNS = [
 RUN_SCHEMA = pa.schema(
     list(RECORD_SCHEMA) + [pa.field(n, t, False, {"doc": doc}) for n, t, doc in _SWEEP_COLUMNS]
 )
+
+
+#: The run table of part files written before the published phase labels: no
+#: ``sharpness_catapult`` (read by :func:`read_runs`, which labels them on read).
+LEGACY_RUN_SCHEMA = pa.schema([f for f in RUN_SCHEMA if f.name != "sharpness_catapult"])
+
+
+def part_schema(part) -> pa.Schema:
+    """The schema a part file must have: :data:`RUN_SCHEMA`, or
+    :data:`LEGACY_RUN_SCHEMA` for one written before ``sharpness_catapult`` existed."""
+    try:
+        names = pq.read_schema(part).names
+    except (pa.ArrowInvalid, OSError):
+        return RUN_SCHEMA
+    return RUN_SCHEMA if "sharpness_catapult" in names else LEGACY_RUN_SCHEMA
 
 
 def add_run_columns(table: pa.Table, **columns) -> pa.Table:
@@ -181,6 +207,11 @@ def read_runs(out_dir) -> pa.Table:
       ValueError: naming the file, if a part file is unreadable (truncated or corrupt) or
         lacks columns of :data:`RUN_SCHEMA` (they would otherwise read as nulls).
         ``ntk-dist check OUT`` lists every such problem at once.
+
+    Part files stored before the published phase labels (no ``sharpness_catapult``
+    column) are labelled on read from their trajectories
+    (:func:`ntk_dist.analysis.phases.relabel`, window: the whole budget, which is what
+    their specs meant).
     """
     runs = Path(out_dir) / RUNS_DIR
     parts = sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []
@@ -191,9 +222,14 @@ def read_runs(out_dir) -> pa.Table:
             table = pq.read_table(part, schema=RUN_SCHEMA)
         except (pa.ArrowInvalid, OSError) as err:
             raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
-        missing = [n for n in RUN_SCHEMA.names if n not in names]
+        legacy = "sharpness_catapult" not in names
+        expected = LEGACY_RUN_SCHEMA if legacy else RUN_SCHEMA
+        missing = [n for n in expected.names if n not in names]
         if missing:
             raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+        if legacy:
+            table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
+            table = table.cast(RUN_SCHEMA)
         tables.append(table)
     if not tables:
         return RUN_SCHEMA.empty_table()

@@ -2,15 +2,21 @@
 
 One Optuna trial is one point of the search space (:mod:`ntk_dist.study.search`),
 trained with every seed of the spec. The driver suggests ``width`` (categorical over the
-spec's widths) and ``eta_lambda0`` (float in [eta_low, eta_high]), runs the seeds, stores
+spec's widths), ``depth`` (categorical, only in a sweep over several depths) and
+``eta_lambda0`` (float in [eta_low, eta_high]), runs the seeds, stores
 ``trial.user_attrs["phases"]`` (one label of :data:`ntk_dist.analysis.phases.PHASES` per
-seed) and tells the mean phase code.
+seed) and ``trial.user_attrs["sharpness_catapult"]`` (one flag per seed), and tells the
+mean phase code.
 
-:class:`BoundarySampler` spends the runs where the phase changes. Per width, on a log
-scale in eta * lambda0:
+:class:`BoundarySampler` spends the runs where a located boundary lies. A seed's
+outcome, as the sampler sees it, is the set of boundaries it lies above
+(:func:`outcome`: c_loss, c_sharp, c_max of :mod:`ntk_dist.analysis.boundaries`), so
+every boundary of every group is bisected and a change that is no located boundary
+(lazy to sharpness reduction) costs no trials. Per group (a width, or a (width, depth)
+pair), on a log scale in eta * lambda0:
 
 1. a coarse grid of ``n_initial`` geometrically spaced points over [eta_low, eta_high]
-   (all widths interleaved, endpoints first, then by successive halving, so a round of
+   (all groups interleaved, endpoints first, then by successive halving, so a round of
    parallel trials covers the range);
 2. then bisection (geometric midpoint) of brackets: adjacent observed points whose label
    sets differ (a point whose seeds disagree has a mixed label set: it lies inside the
@@ -44,9 +50,20 @@ import optuna
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
-from ntk_dist.analysis.phases import PHASES
+from ntk_dist.analysis.boundaries import BOUNDARIES, sides_of
+from ntk_dist.analysis.phases import read_label
 from ntk_dist.core import validate
-from ntk_dist.study.search import ETA_PARAM, SAMPLERS, WIDTH_PARAM, eta_range, search_field
+from ntk_dist.study.search import (
+    DEPTH_PARAM,
+    ETA_PARAM,
+    SAMPLERS,
+    WIDTH_PARAM,
+    eta_range,
+    group_params,
+    params_group,
+    search_field,
+    search_groups,
+)
 
 DEFAULT_N_INITIAL = 9
 _REFINE_FACTOR = 64.0  # brackets are refined past the target down to resolution / 64
@@ -54,10 +71,14 @@ _MIN_LOG_GAP = 1e-9
 
 
 class BoundarySampler(optuna.samplers.BaseSampler):
-    """Proposes (width, eta * lambda0) points near phase changes (module docstring).
+    """Proposes (group, eta * lambda0) points near phase changes (module docstring).
+
+    A group is a width, or a (width, depth) pair when ``depths`` is given (a sweep over
+    several depths, whose trials also suggest the ``depth`` param).
 
     Args:
       widths: the sweep's widths (positive ints, the ``width`` param's choices).
+      depths: the sweep's depths (the ``depth`` param's choices), or None.
       eta_low, eta_high: range of eta * lambda0, 0 < eta_low < eta_high.
       resolution: target relative width of a bracket (b / a - 1), > 0; 0.01 locates a
         boundary to within 1% of its eta * lambda0.
@@ -72,8 +93,11 @@ class BoundarySampler(optuna.samplers.BaseSampler):
         eta_high: float,
         resolution: float = 0.01,
         n_initial: int = DEFAULT_N_INITIAL,
+        depths: Sequence[int] | None = None,
     ):
         self.widths = validate.positive_ints(widths, "widths")
+        self.depths = None if depths is None else validate.positive_ints(depths, "depths")
+        self.groups = search_groups({"widths": self.widths, "depths": self.depths})
         self.eta_low, self.eta_high = eta_range(eta_low, eta_high)
         self.resolution = validate.positive_float(resolution, "resolution")
         self.n_initial = validate.positive_int(n_initial, "n_initial")
@@ -91,32 +115,40 @@ class BoundarySampler(optuna.samplers.BaseSampler):
     def sample_independent(self, study, trial, param_name, param_distribution):
         self._check_distribution(param_name, param_distribution)
         observed, pending = history(study, exclude=trial.number)
-        width = trial.params.get(WIDTH_PARAM)
-        point = self.propose(observed, pending, width=width)
-        if param_name == WIDTH_PARAM:
-            return next(c for c in param_distribution.choices if c == point[0])
-        return point[1]
+        known = {k: trial.params[k] for k in (WIDTH_PARAM, DEPTH_PARAM) if k in trial.params}
+        group, eta = self.propose(observed, pending, **known)
+        if param_name == ETA_PARAM:
+            return eta
+        value = group_params(group)[param_name]
+        return next(c for c in param_distribution.choices if c == value)
 
     def propose(
         self,
-        observed: Sequence[tuple[int, float, Sequence[str]]],
-        pending: Sequence[tuple[int, float]],
+        observed: Sequence[tuple[object, float, Sequence[str]]],
+        pending: Sequence[tuple[object, float]],
         *,
         width: int | None = None,
-    ) -> tuple[int, float]:
+        depth: int | None = None,
+    ) -> tuple[object, float]:
         """The next point, a pure function of the history.
 
         Args:
-          observed: (width, eta_lambda0, phase labels of its seeds) per finished trial.
-          pending: (width, eta_lambda0) of trials running or otherwise taken.
-          width: restrict the proposal to this width (already chosen for the trial).
+          observed: (group, eta_lambda0, outcome labels of its seeds) per finished trial.
+          pending: (group, eta_lambda0) of trials running or otherwise taken.
+          width, depth: restrict the proposal to groups of this width / depth (already
+            chosen for the trial).
 
         Returns:
-          (width, eta_lambda0).
+          (group, eta_lambda0); a group is a width, or (width, depth) with ``depths``.
         """
-        widths = self.widths if width is None else (int(width),)
-        labels: dict[int, dict[float, set[str]]] = {w: {} for w in widths}
-        taken: dict[int, set[float]] = {w: set() for w in widths}
+        widths = [
+            g
+            for g in self.groups
+            if (width is None or group_params(g)[WIDTH_PARAM] == int(width))
+            and (depth is None or group_params(g).get(DEPTH_PARAM) == int(depth))
+        ]
+        labels: dict[object, dict[float, set[str]]] = {w: {} for w in widths}
+        taken: dict[object, set[float]] = {w: set() for w in widths}
         for w, eta, phases in observed:
             if w in labels:
                 labels[w].setdefault(float(eta), set()).update(phases)
@@ -130,8 +162,8 @@ class BoundarySampler(optuna.samplers.BaseSampler):
                     return w, eta
         best = min(
             (key, w, x, y)
-            for order, w in enumerate(widths)
-            for key, x, y in self._intervals(labels[w], taken[w], order)
+            for w in widths
+            for key, x, y in self._intervals(labels[w], taken[w], self.groups.index(w))
         )
         _, w, x, y = best
         return w, math.sqrt(x * y)
@@ -159,7 +191,15 @@ class BoundarySampler(optuna.samplers.BaseSampler):
             yield (3, -gap, order, x), x, y
 
     def _check_distribution(self, name, dist):
-        if name == WIDTH_PARAM:
+        if name == DEPTH_PARAM and self.depths is not None:
+            if not isinstance(dist, CategoricalDistribution) or sorted(dist.choices) != sorted(
+                self.depths
+            ):
+                raise ValueError(
+                    f"param {DEPTH_PARAM!r} must be suggested as a categorical over the "
+                    f"sampler's depths {list(self.depths)}, got {dist!r}"
+                )
+        elif name == WIDTH_PARAM:
             if not isinstance(dist, CategoricalDistribution) or sorted(dist.choices) != sorted(
                 self.widths
             ):
@@ -191,10 +231,13 @@ def history(study: optuna.Study, *, exclude: int | None = None):
       exclude: trial number to leave out (the trial being sampled).
 
     Returns:
-      (observed, pending): ``observed`` lists (width, eta_lambda0, phases) of COMPLETE
-      trials with a ``"phases"`` user attribute; ``pending`` lists (width, eta_lambda0)
-      of every other trial whose two params are known (RUNNING, WAITING with enqueued
-      params, FAIL, or COMPLETE without phases): those points count as taken.
+      (observed, pending): ``observed`` lists (group, eta_lambda0, outcomes) of COMPLETE
+      trials with a ``"phases"`` user attribute (one :func:`outcome` per seed; labels of
+      older sweeps read as :func:`ntk_dist.analysis.phases.read_label` does, and a trial
+      without ``"sharpness_catapult"`` counts as having none); ``pending`` lists
+      (group, eta_lambda0) of every other trial whose params are known (RUNNING,
+      WAITING with enqueued params, FAIL, or COMPLETE without phases): those points
+      count as taken.
     """
     observed, pending = [], []
     for t in study.get_trials(deepcopy=False):
@@ -203,19 +246,24 @@ def history(study: optuna.Study, *, exclude: int | None = None):
         params = t.params or t.system_attrs.get("fixed_params") or {}
         if WIDTH_PARAM not in params or ETA_PARAM not in params:
             continue
-        point = (int(params[WIDTH_PARAM]), float(params[ETA_PARAM]))
+        point = (params_group(params), float(params[ETA_PARAM]))
         phases = t.user_attrs.get("phases")
         if t.state == TrialState.COMPLETE and phases:
-            bad = [p for p in phases if p not in PHASES]
-            if bad:
-                raise ValueError(
-                    f"trial {t.number}: user_attrs['phases'] must hold labels from {PHASES}, "
-                    f"got {bad}"
-                )
-            observed.append((*point, tuple(phases)))
+            try:
+                phases = [read_label(p) for p in phases]
+            except ValueError as err:
+                raise ValueError(f"trial {t.number}: user_attrs['phases']: {err}") from None
+            sharp = t.user_attrs.get("sharpness_catapult") or [False] * len(phases)
+            observed.append((*point, outcome(phases, sharp)))
         else:
             pending.append(point)
     return observed, pending
+
+
+def outcome(phases, sharpness_catapult) -> tuple[str, ...]:
+    """Per seed, the boundaries it lies above, joined by "+" ("" below all of them)."""
+    sides = sides_of(phases, sharpness_catapult)
+    return tuple("+".join(b for b in BOUNDARIES if sides[b][i]) for i in range(len(sides["c_max"])))
 
 
 class _EnqueuedOnlySampler(optuna.samplers.RandomSampler):
@@ -246,6 +294,7 @@ def make_sampler(search_spec) -> optuna.samplers.BaseSampler:
             eta_low=search_field(search_spec, "eta_low"),
             eta_high=search_field(search_spec, "eta_high"),
             resolution=search_field(search_spec, "resolution", 0.01),
+            depths=search_field(search_spec, "depths", None),
         )
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed)

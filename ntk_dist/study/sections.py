@@ -14,7 +14,6 @@ from pydantic import (
     ConfigDict,
     Field,
     field_validator,
-    model_serializer,
     model_validator,
 )
 
@@ -45,6 +44,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+Depth = Annotated[int, Field(gt=0, le=1024, strict=True)]
+
+
 class ModelSection(Section):
     """The network family.
 
@@ -52,7 +54,9 @@ class ModelSection(Section):
       kind: ``"toy"`` (catapult model f = v^T u x / sqrt(n)) or ``"fc"`` (fully
         connected, NTK parameterisation).
       widths: hidden widths to sweep (positive ints).
-      depth: hidden layers of ``fc`` (>= 1, default 2; ignored for ``toy``).
+      depth: hidden layers of ``fc`` (>= 1, default 2; ignored for ``toy``), or a list
+        of distinct depths: a sweep then trains every (width, depth) group and locates
+        its boundaries per group (an experiment takes one depth).
       activation: ``fc`` activation name (see ``ntk_dist.theory.activations``; default
         ``"relu"``).
       sigma_w, sigma_b: ``fc`` weight and bias scales (default sqrt(2) and 0).
@@ -64,7 +68,7 @@ class ModelSection(Section):
     widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH, strict=True)]] = Field(
         min_length=1, max_length=1024
     )
-    depth: Annotated[int, Field(gt=0, le=1024, strict=True)] = _FC.depth
+    depth: Depth | list[Depth] = _FC.depth
     activation: str = _FC.activation_name
     sigma_w: PosFloat = _FC.sigma_w
     sigma_b: NonNegFloat = _FC.sigma_b
@@ -75,21 +79,47 @@ class ModelSection(Section):
         get_activation(v)
         return v
 
-    def arch(self) -> FC:
+    @field_validator("depth")
+    @classmethod
+    def _distinct_depths(cls, v):
+        if isinstance(v, list):
+            if not v:
+                raise ValueError("depth list must not be empty; give one depth or several")
+            if len(set(v)) != len(v):
+                raise ValueError(f"depths must be distinct, got {v}")
+        return v
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        """The depths to sweep: ``(depth,)`` for one depth, the list's in order for several
+        (``(1,)`` for the toy, whose depth is ignored)."""
+        if self.kind == "toy":
+            return (1,)
+        return tuple(self.depth) if isinstance(self.depth, list) else (self.depth,)
+
+    def arch(self, depth: int | None = None) -> FC:
         """The ``fc`` architecture, as the kernels and :class:`ntk_dist.FCNetwork` take it.
 
+        Args:
+          depth: which of :attr:`depths` (None: the only one).
+
         Raises:
-          ValueError: for ``kind: toy``, which has none.
+          ValueError: for ``kind: toy``, which has none, or a depth list without ``depth``.
         """
         if self.kind != "fc":
             raise ValueError(f"model.kind {self.kind!r} has no FC architecture; use kind 'fc'")
-        return FC(self.depth, self.activation, self.sigma_w, self.sigma_b)
+        if depth is None:
+            if len(self.depths) > 1:
+                raise ValueError(f"model.depth is a list {list(self.depths)}; pick one depth")
+            depth = self.depths[0]
+        return FC(depth, self.activation, self.sigma_w, self.sigma_b)
 
-    def build(self, width: int):
-        """The network of hidden width ``width``: a CatapultToy or an FCNetwork."""
+    def build(self, width: int, depth: int | None = None):
+        """The network of hidden width ``width`` (and ``depth``, one of :attr:`depths`;
+        None: the first): a CatapultToy or an FCNetwork."""
         if self.kind == "toy":
             return CatapultToy(width)
-        return FCNetwork.from_arch(self.arch(), width)
+        return FCNetwork.from_arch(self.arch(self.depths[0] if depth is None else depth), width)
 
 
 class DataSection(Section):
@@ -147,6 +177,9 @@ class TrainingSection(Section):
       seeds: runs (network seeds 0..seeds-1) per (width, eta * lambda0) point.
       batch_size: minibatch size for sgd/momentum.
       dtype: ``"float32"`` or ``"float64"``.
+      early_steps: the phase labels' early window T_early in steps (docs/theory.md §7;
+        default None: the whole budget, the natural window of full-batch GD; Kalra &
+        Barkeshli use 10 for SGD).
     """
 
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
@@ -155,6 +188,7 @@ class TrainingSection(Section):
     seeds: Seeds = 2
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
+    early_steps: Steps | None = None
 
     @model_validator(mode="after")
     def _batch_size_matches_optimizer(self):
@@ -208,14 +242,6 @@ class ResourcesSection(Section):
     num_cpus: PosInt = 1
     num_gpus: NonNegFloat = 0.0
     chunk_size: PosInt | None = None
-
-    @model_serializer(mode="wrap")
-    def _omit_automatic_chunk(self, handler):
-        # Specs written before chunk_size existed keep their hash (and run keys).
-        body = handler(self)
-        if body.get("chunk_size") is None:
-            body.pop("chunk_size", None)
-        return body
 
     def build(self) -> Resources:
         return Resources(num_cpus=self.num_cpus, num_gpus=self.num_gpus)

@@ -47,6 +47,13 @@ from ntk_dist.study.sections import (
 )
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
+#: Fields added after specs were first hashed, with the default that leaves a spec's
+#: meaning as before: at that value they are left out of the hash, so the results
+#: directories of older specs keep their hash (and resume).
+HASH_NEUTRAL_DEFAULTS = {
+    ("training", "early_steps"): None,
+    ("resources", "chunk_size"): None,
+}
 _NAME = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -61,6 +68,9 @@ class SpecBase(Section):
     def _digest(self) -> str:
         # A spec is frozen, so its hash is computed once: every run key starts with it.
         body = self.model_dump(mode="json", exclude={"output"})
+        for (section, field), default in HASH_NEUTRAL_DEFAULTS.items():
+            if section in body and body[section].get(field, default) == default:
+                body[section].pop(field, None)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
@@ -100,8 +110,10 @@ class SweepSpec(SpecBase):
     def search_view(self) -> dict:
         """The fields ``ntk_dist.study.samplers.make_sampler`` reads."""
         s = self.search
+        depths = self.model.depths
         return dict(
             widths=list(self.model.widths),
+            depths=list(depths) if len(depths) > 1 else None,
             eta_low=s.eta_lambda0[0],
             eta_high=s.eta_lambda0[1],
             sampler=s.sampler,
@@ -130,19 +142,24 @@ class SweepSpec(SpecBase):
             width, eta_lambda0, base=b.base, scale=b.scale, cap=b.cap, eta_max=b.eta_max
         )
 
-    def run_key(self, width: int, eta_lambda0: float, seed: int) -> str:
-        """Identity of one run: the same key means the same training job."""
-        return f"{self.spec_hash()[:16]}:w{int(width)}:e{float(eta_lambda0)!r}:s{int(seed)}"
+    def run_key(self, width: int, eta_lambda0: float, seed: int, depth: int | None = None) -> str:
+        """Identity of one run: the same key means the same training job (a sweep over
+        several depths adds ``:d<depth>``)."""
+        d = f":d{int(depth)}" if depth is not None and len(self.model.depths) > 1 else ""
+        return f"{self.spec_hash()[:16]}:w{int(width)}{d}:e{float(eta_lambda0)!r}:s{int(seed)}"
 
-    def run_keys(self, width: int, eta_lambda0: float) -> list[str]:
+    def run_keys(self, width: int, eta_lambda0: float, depth: int | None = None) -> list[str]:
         """The run keys of one point, seeds 0..seeds-1 in order."""
-        return [self.run_key(width, eta_lambda0, s) for s in range(self.training.seeds)]
+        return [self.run_key(width, eta_lambda0, s, depth) for s in range(self.training.seeds)]
 
-    def job(self, width: int, eta_lambda0: float, seed: int, key: str) -> TrainJob:
-        """The training job of one run (``tag`` = ``key``)."""
+    def job(
+        self, width: int, eta_lambda0: float, seed: int, key: str, depth: int | None = None
+    ) -> TrainJob:
+        """The training job of one run (``tag`` = ``key``; ``depth`` one of
+        ``model.depths``, None: the first)."""
         t = self.training
         return TrainJob(
-            self.model.build(width),
+            self.model.build(width, depth),
             self.data.build(),
             float(eta_lambda0),
             steps=self.steps_for(width, eta_lambda0),
@@ -201,6 +218,11 @@ class ExperimentSpec(SpecBase):
     @model_validator(mode="after")
     def _consistent(self):
         t, kind = self.training, self.experiment
+        if len(self.model.depths) > 1:
+            raise ValueError(
+                f"an experiment takes one model.depth, got {list(self.model.depths)}; "
+                "sweep several depths with a sweep spec"
+            )
         if kind in ("finite_vs_infinite", "ensemble"):
             if self.model.kind != "fc" or self.data.dim != 1 or self.data.n_test < 1:
                 raise ValueError(

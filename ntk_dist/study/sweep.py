@@ -27,6 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from ntk_dist.analysis.boundaries import estimate_boundaries
+from ntk_dist.analysis.phases import relabel
 from ntk_dist.core.files import (
     disk_full_as_usage_error,
     exclusive_lock,
@@ -36,7 +37,7 @@ from ntk_dist.core.files import (
 from ntk_dist.study import trials as _trials
 from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_runs
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
+from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
 
 
@@ -83,7 +84,7 @@ def run_sweep(
         trim_torn_line(journal)
         ensure_ray()
         study = _trials.open_study(spec, out)
-        runs = read_runs(out)
+        runs = _labelled(read_runs(out), spec)
         done = set(runs.column("run_key").to_pylist())
         settled = _trials.recover(study, spec, runs)
         if settled:
@@ -97,7 +98,9 @@ def run_sweep(
             if bar is not None:
                 bar.close()
         runs = read_runs(out)
-        boundaries = estimate_boundaries(runs, sweep=spec.name)
+        boundaries = estimate_boundaries(
+            runs, sweep=spec.name, early_steps=spec.training.early_steps
+        )
         write_table_atomic(boundaries, out / "boundaries.parquet")
         _figures(runs, boundaries, out, spec)
         return SweepResult(out, runs, boundaries, new)
@@ -108,52 +111,74 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> i
     jobs = []
     for trial in trials:
         w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
-        for seed, key in enumerate(spec.run_keys(w, e)):
+        d = trial.params.get(DEPTH_PARAM)
+        for seed, key in enumerate(spec.run_keys(w, e, d)):
             meta[key] = (trial.number, trial.user_attrs["round"], e)
             if key not in done:
-                jobs.append(spec.job(w, e, seed, key))
+                jobs.append(spec.job(w, e, seed, key, d))
     pending = submit_runs(spec, jobs)
     stored = store_finished_batches(pending, out, spec, meta, bar)
     done.update(stored)
-    runs = read_runs(out)
+    runs = _labelled(read_runs(out), spec)
     for trial in trials:
+        keys = _trials.point_keys(spec, trial.params)
         _trials.tell(
-            study, trial.number, _trials.phases_of(runs, _trials.point_keys(spec, trial.params))
+            study,
+            trial.number,
+            _trials.phases_of(runs, keys),
+            _trials.phases_of(runs, keys, "sharpness_catapult"),
         )
     if bar is not None:
         bar.set_postfix_str(_estimates(runs, spec))
     return len(stored)
 
 
+def _labelled(runs: pa.Table, spec: SweepSpec) -> pa.Table:
+    """Runs with their labels recomputed over all runs so far: a batch labelled alone
+    lacks the small-eta runs that set the SGD noise tolerance (docs/theory.md §7)."""
+    return relabel(runs, early_steps=spec.training.early_steps) if runs.num_rows else runs
+
+
 def _estimates(runs: pa.Table, spec: SweepSpec) -> str:
-    b = estimate_boundaries(runs, sweep=spec.name, n_boot=20).to_pydict()
+    b = estimate_boundaries(
+        runs, sweep=spec.name, n_boot=20, early_steps=spec.training.early_steps
+    ).to_pydict()
     parts = defaultdict(list)
-    for w, kind, x in zip(b["width"], b["boundary"], b["eta_lambda0"], strict=True):
+    for w, d, kind, x in zip(b["width"], b["depth"], b["boundary"], b["eta_lambda0"], strict=True):
         if x == x:  # not NaN
-            parts[w].append(f"{'crit' if kind == 'lazy_catapult' else 'max'}={x:.3g}")
-    return "; ".join(f"n={w}: " + ",".join(v) for w, v in sorted(parts.items()))
+            parts[w, d].append(f"{kind}={x:.3g}")
+    return "; ".join(f"n={w},L={d}: " + ",".join(v) for (w, d), v in sorted(parts.items()))
 
 
 def _figures(runs: pa.Table, boundaries: pa.Table, out: Path, spec: SweepSpec) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    from ntk_dist.analysis.plots import plot_catapult, plot_phase_diagram
+    from ntk_dist.analysis.phase_plots import plot_catapult, plot_critical, plot_phase_diagram
 
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
     plot_catapult(runs, fig_dir / "catapult", title=spec.name)
-    plot_phase_diagram(runs, boundaries, fig_dir / "phase_diagram", title=spec.name)
+    plot_phase_diagram(
+        runs,
+        boundaries,
+        fig_dir / "phase_diagram",
+        title=spec.name,
+        early_steps=spec.training.early_steps,
+    )
+    plot_critical(boundaries, fig_dir / "critical", title=spec.name)
 
 
 def summary_table(boundaries: pa.Table) -> str:
-    """The located transitions, one line per (width, boundary)."""
+    """The located critical values, one line per (width, depth, boundary)."""
     b = boundaries.to_pydict()
-    lines = [f"{'width':>7} {'boundary':<20} {'eta*lambda0':>12} {'95% CI':>22} {'runs':>5}"]
+    lines = [
+        f"{'width':>7} {'depth':>5} {'boundary':<8} {'eta*lambda0':>12} {'95% CI':>22} {'runs':>5}"
+    ]
     for i in range(boundaries.num_rows):
         ci = f"[{b['ci_low'][i]:.4g}, {b['ci_high'][i]:.4g}]"
         lines.append(
-            f"{b['width'][i]:>7} {b['boundary'][i]:<20} {b['eta_lambda0'][i]:>12.4g} "
-            f"{ci:>22} {b['n_runs'][i]:>5}"
+            f"{b['width'][i]:>7} {b['depth'][i]:>5} {b['boundary'][i]:<8} "
+            f"{b['eta_lambda0'][i]:>12.4g} {ci:>22} {b['n_runs'][i]:>5}"
         )
     return "\n".join(lines)

@@ -5,11 +5,14 @@ The driver (:mod:`ntk_dist.study.sweep`) works in **rounds**: it asks
 all their runs, then tells every trial its phases (``user_attrs["phases"]``) and its
 value. Samplers see only finished rounds plus the round's pending points.
 
-The value told to Optuna is the mean phase code of the point's runs
-(:data:`ntk_dist.analysis.phases.PHASE_CODES`: lazy 0, catapult 1, divergent 2): a
-number that orders points by how far past the transitions they are, which the
-boundary sampler needs and optuna-dashboard can plot; "best trial" in the dashboard
-is only the lowest such code and has no further meaning.
+The value told to Optuna (the "objective" optuna-dashboard plots) is the mean phase code
+of the point's runs (:data:`ntk_dist.analysis.phases.PHASE_CODES`: lazy 0,
+sharpness_reduction 1, loss_catapult 2, divergent 3): not a quantity to optimise, but
+how far past the transitions a point lies, so plotted against ``eta_lambda0`` the
+dashboard draws a staircase whose steps are c_loss and c_max. The study's direction
+is "minimize" only because Optuna needs one: its "best trial" is merely a lazy point.
+The labels themselves are in each trial's user attributes ``phases`` and
+``sharpness_catapult`` (one entry per seed), which the boundary sampler reads.
 
 Resume: trials a crash left RUNNING are settled by :func:`recover`. One whose runs are
 all in the dataset is told COMPLETE from them; any other is told FAIL and re-enqueued
@@ -30,9 +33,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from ntk_dist.analysis.phases import PHASE_CODES
+from ntk_dist.analysis.phases import phase_codes
 from ntk_dist.study.samplers import make_sampler
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, grid_points
+from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM, grid_points
 from ntk_dist.study.spec import SweepSpec
 
 JOURNAL = "study.journal"
@@ -53,38 +56,49 @@ def open_study(spec: SweepSpec, out: Path) -> optuna.Study:
 
 def point_keys(spec: SweepSpec, params: dict) -> list[str]:
     """The run keys of the trial with ``params``."""
-    return spec.run_keys(params[WIDTH_PARAM], params[ETA_PARAM])
+    return spec.run_keys(params[WIDTH_PARAM], params[ETA_PARAM], params.get(DEPTH_PARAM))
 
 
-def phases_of(runs: pa.Table, keys: list[str]) -> list[str] | None:
-    """Phase labels of the runs ``keys`` in order, or None if any is missing."""
-    table = runs.select(["run_key", "phase"]).to_pydict()
-    by_key = dict(zip(table["run_key"], table["phase"], strict=True))
+def phases_of(runs: pa.Table, keys: list[str], column: str = "phase") -> list | None:
+    """Phase labels (or another label ``column``, e.g. ``sharpness_catapult``) of the runs
+    ``keys`` in order, or None if any is missing."""
+    table = runs.select(["run_key", column]).to_pydict()
+    by_key = dict(zip(table["run_key"], table[column], strict=True))
     if not all(k in by_key for k in keys):
         return None
     return [by_key[k] for k in keys]
 
 
-def tell(study: optuna.Study, trial_number: int, phases: list[str]) -> None:
-    """Finish a trial: its phases as a user attribute, the mean phase code as its value."""
-    study._storage.set_trial_user_attr(  # same storage call Trial.set_user_attr makes
-        study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number),
-        "phases",
-        phases,
-    )
-    study.tell(trial_number, float(np.mean([PHASE_CODES[p] for p in phases])))
+def tell(
+    study: optuna.Study,
+    trial_number: int,
+    phases: list[str],
+    sharpness_catapult: list[bool] | None = None,
+) -> None:
+    """Finish a trial: its phases (and sharpness-catapult flags) as user attributes, the
+    mean phase code as its value."""
+    trial_id = study._storage.get_trial_id_from_study_id_trial_number(study._study_id, trial_number)
+    # the same storage call Trial.set_user_attr makes
+    study._storage.set_trial_user_attr(trial_id, "phases", phases)
+    if sharpness_catapult is not None:
+        study._storage.set_trial_user_attr(
+            trial_id, "sharpness_catapult", [bool(s) for s in sharpness_catapult]
+        )
+    study.tell(trial_number, float(np.mean(phase_codes(phases))))
 
 
 def recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
     """Settle trials a crash left RUNNING (module docstring); returns how many."""
     settled = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        phases = phases_of(runs, point_keys(spec, t.params)) if len(t.params) == 2 else None
+        complete = set(t.params) == set(distributions(spec))
+        keys = point_keys(spec, t.params) if complete else None
+        phases = phases_of(runs, keys) if keys else None
         if phases is not None:
-            tell(study, t.number, phases)
+            tell(study, t.number, phases, phases_of(runs, keys, "sharpness_catapult"))
         else:
             study.tell(t.number, state=TrialState.FAIL)
-            if len(t.params) == 2:
+            if complete:
                 # A kill between ask and set_user_attr leaves the round attrs unset;
                 # such a trial belongs to the round planned last (next_round).
                 planned = dict(
@@ -106,11 +120,13 @@ def _round_attrs(trial) -> dict:
 
 
 def distributions(spec: SweepSpec) -> dict:
+    """The params of a trial: width, depth (a sweep over several depths), eta * lambda0."""
     low, high = spec.search.eta_lambda0
-    return {
-        WIDTH_PARAM: CategoricalDistribution(list(spec.model.widths)),
-        ETA_PARAM: FloatDistribution(low, high, log=True),
-    }
+    dist = {WIDTH_PARAM: CategoricalDistribution(list(spec.model.widths))}
+    if len(spec.model.depths) > 1:
+        dist[DEPTH_PARAM] = CategoricalDistribution(list(spec.model.depths))
+    dist[ETA_PARAM] = FloatDistribution(low, high, log=True)
+    return dist
 
 
 def next_round(spec: SweepSpec, study: optuna.Study):

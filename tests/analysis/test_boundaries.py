@@ -37,13 +37,16 @@ def _row(table, width, boundary):
 def test_toy_boundaries_from_engine_runs(toy_runs):
     table = estimate_boundaries(toy_runs, sweep="toy")
     assert table.schema.equals(BOUNDARY_SCHEMA)
-    assert table.num_rows == 4
+    assert table.num_rows == 6
     for width in (1024, 4096):
-        crit = _row(table, width, "lazy_catapult")
-        emax = _row(table, width, "catapult_divergent")
+        crit = _row(table, width, "c_loss")
+        sharp = _row(table, width, "c_sharp")
+        emax = _row(table, width, "c_max")
         assert 1.9 <= crit["eta_lambda0"] <= 2.15
         assert 3.85 <= emax["eta_lambda0"] <= 4.15
-        for r in (crit, emax):
+        # The toy's lambda rises only above 4 (docs/theory.md §5): c_sharp = c_max.
+        assert sharp["eta_lambda0"] == emax["eta_lambda0"]
+        for r in (crit, sharp, emax):
             assert r["ci_low"] <= r["eta_lambda0"] <= r["ci_high"]
             assert r["region_low"] <= r["region_high"]
             assert r["n_runs"] == 3 * len(ETAS) and r["sweep"] == "toy"
@@ -64,7 +67,7 @@ def test_transition_region_in_absolute_eta_narrows_with_width():
         for s in range(12)
     ]
     table = estimate_boundaries(run_jobs(jobs), sweep="abs", coordinate="learning_rate")
-    narrow, wide = (_row(table, n, "lazy_catapult") for n in (4096, 128))
+    narrow, wide = (_row(table, n, "c_loss") for n in (4096, 128))
     assert wide["mixed"]
     assert narrow["region_high"] - narrow["region_low"] < 0.5 * (
         wide["region_high"] - wide["region_low"]
@@ -73,21 +76,26 @@ def test_transition_region_in_absolute_eta_narrows_with_width():
         assert r["ci_low"] <= 1.0 <= r["ci_high"]
 
 
-def _synthetic(xs_above_below, width=64):
+def _synthetic(xs_above_below, width=64, depth=1):
     rows = []
     for x, phase in xs_above_below:
+        loss = [1.0, 5.0 if phase == "catapult" else 0.5, 0.1]
         rows.append(
             {
                 "width": width,
-                "depth": 1,
+                "depth": depth,
                 "activation": "identity",
                 "eta_lambda0": x,
                 "learning_rate": x / 2,
                 "lambda0": 2.0,
                 "diverged": phase == "divergent",
                 "loss_initial": 1.0,
-                "loss_peak": 5.0 if phase == "catapult" else 1.0,
-                "lambda_final": 1.0 if phase == "catapult" else 2.0,
+                "loss_peak": max(loss),
+                "peak_step": int(np.argmax(loss)),
+                "steps": 2,
+                "record_steps": [0, 1, 2],
+                "train_loss": loss,
+                "lambda_t": [2.0, 2.0, 1.0 if phase == "catapult" else 2.0],
             }
         )
     return pa.Table.from_pylist(rows)
@@ -102,11 +110,11 @@ def test_mixed_labels_give_a_region_and_a_bootstrap_interval():
     a = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
     b = estimate_boundaries(runs, sweep="s", n_boot=200, seed=5)
     assert a.to_pandas().equals(b.to_pandas())  # NaN-aware
-    r = _row(a, 64, "lazy_catapult")
+    r = _row(a, 64, "c_loss")
     assert r["mixed"] and 1.75 < r["region_low"] < 2.0 < r["region_high"] < 2.25
     assert r["ci_low"] <= 2.0 <= r["ci_high"] and r["ci_high"] - r["ci_low"] < 0.3
     assert abs(r["eta_lambda0"] - 2.0) < 0.1
-    missing = _row(a, 64, "catapult_divergent")  # no divergent runs: not located
+    missing = _row(a, 64, "c_max")  # no divergent runs: not located
     assert math.isnan(missing["eta_lambda0"]) and missing["n_above"] == 0
 
 
@@ -124,3 +132,18 @@ def test_bad_arguments_are_rejected(kwargs, match):
         estimate_boundaries(_synthetic([(1.0, "lazy"), (3.0, "catapult")]), **kwargs)
     with pytest.raises(ValueError, match="missing column"):
         estimate_boundaries(pa.table({"width": [1]}), sweep="s")
+
+
+def test_one_row_per_width_depth_and_boundary():
+    grid = [(x, "lazy" if x < 2 else "catapult" if x < 4 else "divergent") for x in (1, 3, 5)]
+    runs = pa.concat_tables(
+        [_synthetic(grid, width=w, depth=d) for w in (32, 64) for d in (1, 3, 8)]
+    )
+    table = estimate_boundaries(runs, sweep="s", n_boot=10)
+    keys = list(
+        zip(*(table.column(c).to_pylist() for c in ("width", "depth", "boundary")), strict=True)
+    )
+    assert sorted(keys) == sorted(
+        (w, d, b) for w in (32, 64) for d in (1, 3, 8) for b in ("c_loss", "c_sharp", "c_max")
+    )
+    assert all(r["n_runs"] == 3 for r in table.to_pylist())

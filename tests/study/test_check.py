@@ -155,3 +155,15 @@ def test_not_a_results_directory(tmp_path, capsys):
     assert main(["check", str(tmp_path)]) == 2
     assert "neither a sweep/experiment" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "nope")]) == 2
+
+
+def test_a_results_directory_of_the_old_labels_passes(sweep_dir, tmp_path):
+    # Part files written before sharpness_catapult, with the old label "catapult".
+    out = _copy(sweep_dir, tmp_path)
+    for part in _parts(out):
+        table = pq.read_table(part).drop_columns(["sharpness_catapult"])
+        phase = [p.replace("loss_catapult", "catapult") for p in table["phase"].to_pylist()]
+        table = table.set_column(table.schema.get_field_index("phase"), "phase", pa.array(phase))
+        pq.write_table(table, part)
+    assert _problems(out) == ""
+    assert read_runs(out).num_rows == read_runs(sweep_dir).num_rows

@@ -34,7 +34,7 @@ NOT_RESUME_SAFE = {
 
 
 def _label(eta_lambda0: float) -> str:
-    return "lazy" if eta_lambda0 < 2 else "catapult" if eta_lambda0 < 4 else "divergent"
+    return "lazy" if eta_lambda0 < 2 else "loss_catapult" if eta_lambda0 < 4 else "divergent"
 
 
 def _spec(sampler: str, seed: int = 3):

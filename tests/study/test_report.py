@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import yaml
@@ -257,33 +258,101 @@ def test_width_scaling_report_fits_the_slopes(tmp_path):
         assert f"{row} {f['published']:g} |" in rep.text
 
 
-def _sweep(out):
+def _sweep_rows():
+    """Toy-like runs: loss rises above 2, lambda falls below 2 / eta, diverged above 4."""
     rows = []
     for w in (256, 1024):
         for eta in (1.0, 1.5, 2.5, 3.5, 4.5):
             for s in range(2):
                 div = eta > 4
+                peak = 1.0 if eta < 2 else 0.1 * w
+                loss = [1.0, math.nan, math.nan] if div else [1.0, peak, 0.5]
+                lam = [1.0, math.nan, math.nan] if div else [1.0, 1.0, min(1.0, 1.9 / eta)]
                 rows.append(
                     _row(
                         width=w,
                         seed=s,
                         model_kind="toy",
                         activation="identity",
+                        optimizer="gd",
                         run_key=f"{w}-{eta}-{s}",
+                        target_eta_lambda0=eta,
                         eta_lambda0=eta,
                         lambda0=1.0,
                         learning_rate=eta,
                         loss_initial=1.0,
                         diverged=div,
-                        lambda_final=math.nan if div else min(1.0, 1.9 / eta),
-                        loss_peak=1.0 if eta < 2 else 0.1 * w,
+                        lambda_final=lam[-1],
+                        loss_peak=1.0 if div else peak,
+                        peak_step=0 if div else 1,
+                        steps=2,
+                        record_steps=[0, 1, 2],
+                        train_loss=loss,
+                        lambda_t=lam,
                         depth=1,
+                        phase="divergent" if div else "loss_catapult" if eta > 2 else "lazy",
                     )
                 )
+    return rows
+
+
+def _sweep(out):
+    rows = _sweep_rows()
     table = pa.Table.from_pylist(rows, schema=RUN_SCHEMA)
     bounds = estimate_boundaries(table, sweep="toy", n_boot=20)
-    spec = {"name": "toy", "search": {"sampler": "grid"}}
+    spec = {"name": "catapult_toy_spec", "search": {"sampler": "grid"}}
     return _write(out, spec, rows, {"boundaries.parquet": bounds}), bounds
+
+
+def test_sweep_report_names_the_sweep_and_cites_only_its_setting(tmp_path):
+    out, bounds = _sweep(tmp_path / "folder")
+    rep = write_report(out)
+    assert rep.text.startswith("# Report: catapult_toy_spec\n")
+    assert {p.name for p in (out / "figures").iterdir()} == {
+        f"{s}.{e}" for s in ("catapult", "phase_diagram", "critical") for e in ("png", "pdf")
+    }
+    for r in bounds.to_pylist():
+        cell = f"| {r['width']} | 1 | {r['boundary']} | {r['eta_lambda0']:.4g} |"
+        assert cell in rep.text
+    line = next(x for x in rep.text.splitlines() if "| 256 | 1 | c_max |" in x)
+    assert line.endswith(
+        "| 4 (Lewkowycz et al. 2020, arXiv 2003.02218, §2; the toy model "
+        "f = v^T u x / sqrt(n) under GD, solved exactly) |"
+    )
+    line = next(x for x in rep.text.splitlines() if "| 256 | 1 | c_sharp |" in x)
+    assert line.endswith("| - |")  # nothing published for the toy's c_sharp
+    assert "Published: 2" not in rep.text
+
+
+def test_old_results_directory_reads_under_the_new_names(tmp_path):
+    # A directory written before c_loss / c_sharp / c_max: runs labelled "catapult"
+    # without sharpness_catapult, boundaries named lazy_catapult and catapult_divergent.
+    out = tmp_path / "old"
+    (out / "runs").mkdir(parents=True)
+    (out / "spec.yaml").write_text(yaml.safe_dump({"name": "old_toy", "search": {}}))
+    rows = [dict(r, phase=r["phase"].replace("loss_catapult", "catapult")) for r in _sweep_rows()]
+    old = pa.Table.from_pylist(rows, schema=RUN_SCHEMA).drop_columns(["sharpness_catapult"])
+    pq.write_table(old, out / "runs" / "part-old.parquet")
+    new = estimate_boundaries(read_runs(out), sweep="old_toy", n_boot=20)
+    legacy = new.filter(pc.is_in(new["boundary"], pa.array(["c_loss", "c_max"])))
+    names = {"c_loss": "lazy_catapult", "c_max": "catapult_divergent"}
+    legacy = legacy.set_column(
+        legacy.column_names.index("boundary"),
+        "boundary",
+        pa.array([names[b] for b in legacy.column("boundary").to_pylist()]),
+    )
+    pq.write_table(legacy, out / "boundaries.parquet")
+    runs = read_runs(out)
+    assert set(runs.column("phase").to_pylist()) == {"lazy", "loss_catapult", "divergent"}
+    assert not any(runs.column("sharpness_catapult").to_pylist())  # lambda never rose
+    rep = write_report(out)
+    assert "old names (lazy_catapult, catapult_divergent)" in rep.text
+    for r in new.to_pylist():
+        assert f"| {r['width']} | 1 | {r['boundary']} | {r['eta_lambda0']:.4g} |" in rep.text
+    assert "lazy_catapult |" not in rep.text
+    assert sorted(pq.read_table(out / "boundaries.parquet").column("boundary").to_pylist()) == (
+        sorted(legacy.column("boundary").to_pylist())
+    )  # the old file is left as it was
 
 
 def test_root_of_several_experiments_via_the_cli(tmp_path, capsys):
@@ -293,19 +362,20 @@ def test_root_of_several_experiments_via_the_cli(tmp_path, capsys):
     figures = sorted(p.name for p in (tmp_path / "figures").iterdir())
     stems = [
         "catapult_toy_catapult",
+        "catapult_toy_critical",
         "catapult_toy_phase_diagram",
         "finite_vs_infinite_function",
         "finite_vs_infinite_loss_curves",
     ]
     assert figures == sorted(f"{s}.{e}" for s in stems for e in ("pdf", "png"))
     text = (tmp_path / "report.md").read_text()
+    assert text.startswith(f"# Report: {tmp_path.name}\n")
     assert (
         "## finite_vs_infinite (finite_vs_infinite)" in text and "## catapult_toy (sweep)" in text
     )
     assert "| 50 | 1 | 100 | n/a |" in text  # one network: no ensemble statistics
     b = bounds.to_pylist()[0]
-    assert f"| {b['width']} | {b['boundary']} | {b['eta_lambda0']:.4g} |" in text
-    assert "Published: 2 and 4." in text
+    assert f"| {b['width']} | {b['depth']} | {b['boundary']} | {b['eta_lambda0']:.4g} |" in text
     assert "wrote" in capsys.readouterr().out
 
 

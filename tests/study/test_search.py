@@ -31,7 +31,7 @@ DISTS = {
 
 def _toy_label(eta_lambda0):
     """The toy's infinite-width phases (docs/theory.md §5): edges at 2 and 4."""
-    return "lazy" if eta_lambda0 < 2 else "catapult" if eta_lambda0 < 4 else "divergent"
+    return "lazy" if eta_lambda0 < 2 else "loss_catapult" if eta_lambda0 < 4 else "divergent"
 
 
 def _round(study, parallel, seeds=2):
@@ -192,3 +192,34 @@ def test_attribute_style_specs_are_accepted():
     sampler = make_sampler(spec)
     assert isinstance(sampler, BoundarySampler) and sampler.resolution == 0.01
     assert grid_points(spec) == grid_points(SPEC)
+
+
+def test_history_reads_old_labels_and_sharpness_flags():
+    # A journal of an older sweep holds the label "catapult" and no sharpness flags.
+    study = optuna.create_study()
+    for eta, phases, sharp in (
+        (1.0, ["lazy"], None),
+        (3.0, ["catapult"], None),
+        (3.5, ["loss_catapult"], [True]),
+        (5.0, ["divergent"], [False]),
+    ):
+        study.enqueue_trial({WIDTH_PARAM: 1024, ETA_PARAM: eta})
+        t = study.ask(DISTS)
+        t.set_user_attr("phases", phases)
+        if sharp is not None:
+            t.set_user_attr("sharpness_catapult", sharp)
+        study.tell(t, 1.0)
+    observed, pending = history(study)
+    assert [o[:2] for o in observed] == [(1024, 1.0), (1024, 3.0), (1024, 3.5), (1024, 5.0)]
+    assert [o[2] for o in observed] == [
+        ("",),
+        ("c_loss",),
+        ("c_loss+c_sharp",),
+        ("c_loss+c_sharp+c_max",),
+    ]
+    assert pending == []
+    t = study.ask(DISTS)
+    t.set_user_attr("phases", ["chaotic"])
+    study.tell(t, 1.0)
+    with pytest.raises(ValueError, match=r"user_attrs\['phases'\]: phase label must be one of"):
+        history(study)

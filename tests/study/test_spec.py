@@ -37,17 +37,25 @@ def test_hash_ignores_output_and_tracks_content():
     assert a.spec_hash() == b.spec_hash() != c.spec_hash()
 
 
-def test_automatic_chunk_size_leaves_the_hash_and_dump_alone():
+@pytest.mark.parametrize(
+    "section, field, value", [("training", "early_steps", 10), ("resources", "chunk_size", 4)]
+)
+def test_fields_added_later_keep_the_hash_of_specs_written_before_them(section, field, value):
     import hashlib
     import json
 
     spec = parse_spec(GOOD)
+    # The hash as computed before these fields existed: the dump without them.
     body = spec.model_dump(mode="json", exclude={"output"})
-    assert "chunk_size" not in body["resources"]
-    # The digest of the dump without the new key: specs stored before it keep their runs.
-    assert spec.spec_hash() == hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    chunked = parse_spec({**GOOD, "resources": {"chunk_size": 4}})
-    assert chunked.resources.chunk_size == 4 and chunked.spec_hash() != spec.spec_hash()
+    del body["training"]["early_steps"], body["resources"]["chunk_size"]
+    old = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    assert spec.spec_hash() == old
+    changed = parse_spec({**GOOD, section: {**GOOD.get(section, {}), field: value}})
+    assert getattr(getattr(changed, section), field) == value
+    assert changed.spec_hash() != old
+
+
+def test_chunk_size_must_be_positive():
     with pytest.raises(ValueError, match="resources.chunk_size"):
         parse_spec({**GOOD, "resources": {"chunk_size": 0}})
 

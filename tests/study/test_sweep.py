@@ -52,11 +52,14 @@ def toy_sweep(ray_local, tmp_path_factory):
 def test_toy_transitions_are_located_with_intervals(toy_sweep):
     b = toy_sweep.boundaries.to_pandas()
     assert BOUNDARY_COLUMNS <= set(b.columns)
-    crit = b[b.boundary == "lazy_catapult"].set_index("width")
-    emax = b[b.boundary == "catapult_divergent"].set_index("width")
+    assert set(b.boundary) == {"c_loss", "c_sharp", "c_max"}
+    crit = b[b.boundary == "c_loss"].set_index("width")
+    emax = b[b.boundary == "c_max"].set_index("width")
+    sharp = b[b.boundary == "c_sharp"].set_index("width")
     for w in (1024, 4096):
         assert 1.9 <= crit.eta_lambda0[w] <= 2.15, crit
         assert 3.85 <= emax.eta_lambda0[w] <= 4.15, emax
+        assert 3.85 <= sharp.eta_lambda0[w] <= 4.15, sharp  # the toy's lambda rises above 4
         for row in (crit.loc[w], emax.loc[w]):
             assert row.ci_low <= row.eta_lambda0 <= row.ci_high
 
@@ -79,7 +82,7 @@ def test_each_run_once_and_readable_by_pandas_polars_duckdb(toy_sweep):
         == 80
     )
     b = duckdb.sql(f"select * from read_parquet('{out / 'boundaries.parquet'}')").df()
-    assert len(b) == 4 and pl.read_parquet(out / "boundaries.parquet").height == 4
+    assert len(b) == 6 and pl.read_parquet(out / "boundaries.parquet").height == 6
     for name in ("catapult.png", "phase_diagram.png"):
         assert (out / "figures" / name).stat().st_size > 10_000
 
@@ -95,6 +98,7 @@ def test_study_journal_opens_as_optuna_storage(toy_sweep):
     complete = study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert len(complete) == 40
     assert all(len(t.user_attrs["phases"]) == 2 for t in complete)
+    assert all(len(t.user_attrs["sharpness_catapult"]) == 2 for t in complete)
 
 
 def test_rerun_of_a_finished_sweep_trains_nothing(toy_sweep):
