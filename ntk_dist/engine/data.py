@@ -40,7 +40,9 @@ from ntk_dist.core import validate
 
 DATASETS = ("gaussian", "sphere", "cubic", "product", "teacher", "single", "digits")
 TEACHER_ACTIVATIONS = ("erf", "relu", "tanh", "identity")
-_DIGITS_SIZE, _DIGITS_DIM, _DIGITS_CLASSES = 1797, 64, 10
+_DIGITS_SIZE, _DIGITS_CLASSES = 1797, 10
+#: Input dimension of ``"digits"`` (8x8 pixels).
+DIGITS_DIM = 64
 
 
 @dataclass(frozen=True)
@@ -107,7 +109,7 @@ class DataSpec:
         if self.name == "product" and self.dim < 2:
             raise ValueError(f"data.dim must be >= 2 for 'product' (f* = x1 x2), got {self.dim}")
         if self.name == "digits":
-            if self.dim != _DIGITS_DIM:
+            if self.dim != DIGITS_DIM:
                 raise ValueError(f"data.dim must be 64 for 'digits' (8x8 pixels), got {self.dim}")
             if self.n_train + self.n_test > _DIGITS_SIZE:
                 raise ValueError(

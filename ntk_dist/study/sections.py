@@ -7,12 +7,19 @@ docstring; the spec reference (``docs/specs.md``) lists them all.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ntk_dist.distributed.resources import Resources
-from ntk_dist.engine.data import DATASETS, DataSpec
+from ntk_dist.engine.data import DATASETS, DIGITS_DIM, DataSpec
 from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 from ntk_dist.study.search import SAMPLERS
@@ -37,6 +44,19 @@ Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Fields added after spec hashes were first published. While at their default they
+    #: are left out of the section's dump, so a spec that does not set them keeps its
+    #: hash (and its results directory) from before they existed.
+    omitted_defaults: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler):
+        data = handler(self)
+        for name in self.omitted_defaults:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
+
 
 class ModelSection(Section):
     """The network family.
@@ -49,9 +69,18 @@ class ModelSection(Section):
       activation: ``fc`` activation name (see ``ntk_dist.theory.activations``; default
         ``"relu"``).
       sigma_w, sigma_b: ``fc`` weight and bias scales (default sqrt(2) and 0).
+      parameterization: ``fc`` parameterisation, ``"ntk"`` (default) or ``"standard"``
+        (trainable W ~ N(0, sigma_w^2 / fan_in), b ~ N(0, sigma_b^2), no biases when
+        sigma_b = 0; docs/theory.md §1).
+      readout_sigma_w: ``fc`` readout weight scale (default: ``sigma_w``); Kalra &
+        Barkeshli 2023's networks are ``standard`` with sigma_w = sqrt(2),
+        readout_sigma_w = 1, sigma_b = 0.
 
-    The defaults are those of :class:`ntk_dist.FC`, which :meth:`arch` returns.
+    The readout width is the data's target dimension (``build``'s ``out_dim``). The
+    defaults are those of :class:`ntk_dist.FC`, which :meth:`arch` returns.
     """
+
+    omitted_defaults = ("parameterization", "readout_sigma_w")
 
     kind: Literal["toy", "fc"]
     widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH, strict=True)]] = Field(
@@ -61,6 +90,17 @@ class ModelSection(Section):
     activation: str = _FC.activation_name
     sigma_w: PosFloat = _FC.sigma_w
     sigma_b: NonNegFloat = _FC.sigma_b
+    parameterization: Literal["ntk", "standard"] = "ntk"
+    readout_sigma_w: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _fc_only_options(self):
+        if self.kind == "toy" and (self.parameterization != "ntk" or self.readout_sigma_w):
+            raise ValueError(
+                "model.parameterization and model.readout_sigma_w apply to kind 'fc' only; "
+                "the toy f = v^T u x / sqrt(n) has its own parameterisation"
+            )
+        return self
 
     @field_validator("activation")
     @classmethod
@@ -78,15 +118,26 @@ class ModelSection(Section):
             raise ValueError(f"model.kind {self.kind!r} has no FC architecture; use kind 'fc'")
         return FC(self.depth, self.activation, self.sigma_w, self.sigma_b)
 
-    def build(self, width: int):
-        """The network of hidden width ``width``: a CatapultToy or an FCNetwork."""
+    def build(self, width: int, out_dim: int = 1):
+        """The network of hidden width ``width`` and ``out_dim`` outputs (the data's
+        target dimension): a CatapultToy or an FCNetwork."""
         if self.kind == "toy":
-            return CatapultToy(width)
-        return FCNetwork.from_arch(self.arch(), width)
+            return CatapultToy(width, out_dim)
+        return FCNetwork.from_arch(
+            self.arch(),
+            width,
+            out_dim,
+            parameterization=self.parameterization,
+            readout_sigma_w=self.readout_sigma_w,
+        )
 
 
 class DataSection(Section):
-    """Training data (fields of :class:`ntk_dist.engine.data.DataSpec`)."""
+    """Training data (fields of :class:`ntk_dist.engine.data.DataSpec`).
+
+    ``dim`` is taken from the data when unset for ``digits`` (64); the targets'
+    dimension (10 for ``digits``) sets the network's readout width.
+    """
 
     name: str = "single"
     n_train: PosInt = 1
@@ -107,6 +158,8 @@ class DataSection(Section):
 
     @model_validator(mode="after")
     def _buildable(self):
+        if self.name == "digits" and "dim" not in self.model_fields_set:
+            object.__setattr__(self, "dim", DIGITS_DIM)  # taken from the data when unset
         self.build()  # the data set's own rules ("single" is one point, ...)
         return self
 
@@ -140,7 +193,12 @@ class TrainingSection(Section):
       seeds: runs (network seeds 0..seeds-1) per (width, eta * lambda0) point.
       batch_size: minibatch size for sgd/momentum.
       dtype: ``"float32"`` or ``"float64"``.
+      sharpness: ``"ntk"`` (top eigenvalue of Theta_hat(X, X) / m, default) or
+        ``"hessian"`` (largest algebraic eigenvalue of the Hessian of the training loss):
+        the unit of eta * lambda0 and the recorded lambda (docs/theory.md §3, §7).
     """
+
+    omitted_defaults = ("sharpness",)
 
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
     steps: Steps | Literal["auto"] = "auto"
@@ -148,6 +206,7 @@ class TrainingSection(Section):
     seeds: Seeds = 2
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
+    sharpness: Literal["ntk", "hessian"] = "ntk"
 
     @model_validator(mode="after")
     def _batch_size_matches_optimizer(self):
@@ -219,7 +278,11 @@ class ExperimentTraining(Section):
       probe_points: record Theta_hat on the first ``probe_points`` training inputs.
       linearised: train the linearised twin (``sup_lin_gap``).
       dtype: ``"float32"`` or ``"float64"``.
+      sharpness: ``"ntk"`` or ``"hessian"`` (as in :class:`TrainingSection`); the unit of
+        ``lr_units: lambda0``.
     """
+
+    omitted_defaults = ("sharpness",)
 
     steps: Steps
     learning_rate: PosFloat
@@ -234,6 +297,7 @@ class ExperimentTraining(Section):
     probe_points: Annotated[int, Field(ge=0, strict=True)] = 0
     linearised: bool = False
     dtype: Literal["float32", "float64"] = "float64"
+    sharpness: Literal["ntk", "hessian"] = "ntk"
 
     @model_validator(mode="after")
     def _steps_in_range(self):
