@@ -7,6 +7,7 @@ docstring; the spec reference (``docs/specs.md``) lists them all.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import (
@@ -20,6 +21,7 @@ from pydantic import (
 
 from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DATASETS, DIGITS_DIM, DataSpec
+from ntk_dist.engine.datafile import read_data_file
 from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 from ntk_dist.study.search import SAMPLERS
@@ -135,9 +137,17 @@ class ModelSection(Section):
 class DataSection(Section):
     """Training data (fields of :class:`ntk_dist.engine.data.DataSpec`).
 
-    ``dim`` is taken from the data when unset for ``digits`` (64); the targets'
-    dimension (10 for ``digits``) sets the network's readout width.
+    ``dim`` is taken from the data when unset for ``digits`` (64) and ``file`` (the
+    columns of x); the targets' dimension (10 for ``digits``, the columns of y for
+    ``file``) sets the network's readout width. For ``file``, ``path`` names a ``.npz``
+    or ``.parquet`` file (:mod:`ntk_dist.engine.datafile`; a relative path is resolved
+    against the current directory), ``n_train`` defaults to every row not used for
+    testing, and ``sha256`` pins the file's content: when unset it is filled in from the
+    file at validation, so the spec stored with the results (and the spec hash) records
+    which data they were computed on, and a changed file is refused.
     """
+
+    omitted_defaults = ("path", "sha256")
 
     name: str = "single"
     n_train: PosInt = 1
@@ -148,6 +158,8 @@ class DataSection(Section):
     standardise: bool = False
     target: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     test_grid: bool = False
+    path: Annotated[str, Field(min_length=1)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @field_validator("name")
     @classmethod
@@ -156,15 +168,43 @@ class DataSection(Section):
             raise ValueError(f"unknown dataset {v!r}; expected one of {', '.join(DATASETS)}")
         return v
 
+    @field_validator("path")
+    @classmethod
+    def _readable_file(cls, v, info):
+        if v is not None and info.data.get("name") == "file":
+            try:
+                read_data_file(v)  # cached: the checks below reuse it
+            except ValueError as err:
+                raise ValueError(str(err).removeprefix("data.path: ")) from None
+        return v
+
     @model_validator(mode="after")
     def _buildable(self):
-        if self.name == "digits" and "dim" not in self.model_fields_set:
-            object.__setattr__(self, "dim", DIGITS_DIM)  # taken from the data when unset
+        given, set_ = self.model_fields_set, lambda k, v: object.__setattr__(self, k, v)
+        if self.name == "digits" and "dim" not in given:
+            set_("dim", DIGITS_DIM)  # taken from the data when unset
+        if self.name == "file" and self.path is not None:
+            arrays = read_data_file(self.path)
+            rows, dim = arrays.x.shape
+            if "dim" not in given:
+                set_("dim", dim)
+            if "n_train" not in given:
+                if rows <= self.n_test:
+                    raise ValueError(
+                        f"data.n_test ({self.n_test}) leaves no training rows in {self.path!r} "
+                        f"({rows} rows)"
+                    )
+                set_("n_train", rows - self.n_test)
+            if self.sha256 is None:
+                set_("sha256", arrays.sha256)
         self.build()  # the data set's own rules ("single" is one point, ...)
         return self
 
     def build(self) -> DataSpec:
-        return DataSpec(**self.model_dump())
+        fields = self.model_dump()
+        if self.path is not None:  # workers may run in another directory
+            fields["path"] = str(Path(self.path).resolve())
+        return DataSpec(**fields)
 
 
 class BudgetSection(Section):
