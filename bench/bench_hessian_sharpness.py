@@ -2,7 +2,7 @@
 standard parameterisation, no biases, sigma_w^2 = 2 hidden / 1 readout, digits), and
 the Lanczos iteration count the Hessian sharpness needs (docs/theory.md §3, §7).
 
-Run: PYTHONPATH=$PWD python bench/hessian_sharpness.py
+Run: PYTHONPATH=$PWD python bench/bench_hessian_sharpness.py
 """
 
 import time
@@ -42,7 +42,7 @@ def main():
         got = float(hessian_sharpness(net, p, x, y, num_iters=it))
         print(f"  {it:3d} steps: relative error {abs(got - dense) / dense:.1e}")
     print("lambda^H / lambda^NTK at init, 3 seeds (m = 64):")
-    for depth, width in ((1, 64), (3, 64), (8, 64), (1, 256), (3, 256), (8, 256)):
+    for depth, width in ((1, 64), (3, 64), (8, 64), (1, 256), (3, 256)):
         net = _net(depth, width)
         ratios, times = [], []
         for seed in range(3):
