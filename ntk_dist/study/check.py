@@ -35,7 +35,13 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, part_schema, read_spec_data
+from ntk_dist.study.results import (
+    FILLED_ON_READ,
+    RUN_SCHEMA,
+    RUNS_DIR,
+    read_part,
+    read_spec_data,
+)
 from ntk_dist.study.spec import parse_spec, spec_kind
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
@@ -167,11 +173,11 @@ def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
             problems.append(f"{other}: unexpected file in {RUNS_DIR}/ (not part-*.parquet)")
     tables, owner = [], {}
     for part in parts:
-        bad = _check_table(part, part_schema(part))
+        bad = _check_table(part, RUN_SCHEMA)
         if bad:
             problems += bad
             continue
-        table = pq.read_table(part, schema=RUN_SCHEMA)
+        table = read_part(part)
         counts = Counter(table.column("run_key").to_pylist())
         for key, n in sorted(counts.items()):
             if n > 1:
@@ -197,7 +203,8 @@ def _check_table(path: Path, schema: pa.Schema | None, *, optional: bool = False
         return []
     problems = []
     have = {f.name: f for f in table.schema}
-    missing = [n for n in schema.names if n not in have]
+    # Columns added since a part was written are filled in on read (results.read_part).
+    missing = [n for n in schema.names if n not in have and n not in FILLED_ON_READ]
     extra = [n for n in have if n not in schema.names]
     if missing:
         problems.append(f"{path}: missing columns {missing}")

@@ -30,7 +30,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntk_dist.analysis.phases import LABEL_COLUMNS, relabel
+from ntk_dist.analysis.phases import relabel
 from ntk_dist.core.files import (
     disk_full_as_usage_error,
     ensure_writable_dir,
@@ -71,21 +71,6 @@ _SWEEP_COLUMNS = [
 RUN_SCHEMA = pa.schema(
     list(RECORD_SCHEMA) + [pa.field(n, t, False, {"doc": doc}) for n, t, doc in _SWEEP_COLUMNS]
 )
-
-
-#: The run table of part files written before the published phase labels: no
-#: ``sharpness_catapult`` (read by :func:`read_runs`, which labels them on read).
-LEGACY_RUN_SCHEMA = pa.schema([f for f in RUN_SCHEMA if f.name != "sharpness_catapult"])
-
-
-def part_schema(part) -> pa.Schema:
-    """The schema a part file must have: :data:`RUN_SCHEMA`, or
-    :data:`LEGACY_RUN_SCHEMA` for one written before ``sharpness_catapult`` existed."""
-    try:
-        names = pq.read_schema(part).names
-    except (pa.ArrowInvalid, OSError):
-        return RUN_SCHEMA
-    return RUN_SCHEMA if "sharpness_catapult" in names else LEGACY_RUN_SCHEMA
 
 
 def add_run_columns(table: pa.Table, **columns) -> pa.Table:
@@ -200,6 +185,50 @@ def append_runs(out_dir, table: pa.Table) -> Path:
     return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
 
 
+#: Record columns added after the first release, with the value a part file written
+#: before them implies: every older run was NTK-parameterised, used the NTK sharpness and
+#: shared sigma_w with the readout. :func:`read_part` fills them in.
+ADDED_COLUMNS = {"parameterization": "ntk", "sharpness": "ntk", "readout_sigma_w": "sigma_w"}
+#: Columns a part file may lack: :data:`ADDED_COLUMNS`, and the label column added with
+#: the published phase labels (such parts are relabelled on read).
+FILLED_ON_READ = (*ADDED_COLUMNS, "sharpness_catapult")
+
+
+def read_part(part) -> pa.Table:
+    """One part file in :data:`RUN_SCHEMA`. A part written before the columns of
+    :data:`ADDED_COLUMNS` existed gets them with the values it implies; one written
+    before the published phase labels (no ``sharpness_catapult`` column) is labelled on
+    read from its trajectories (:func:`ntk_dist.analysis.phases.relabel`, window: the
+    whole budget, which is what its spec meant).
+
+    Raises:
+      ValueError: naming the file, if it is unreadable or lacks other columns.
+    """
+    try:
+        names = pq.read_schema(part).names
+        absent = [n for n in FILLED_ON_READ if n not in names]
+        kept = pa.schema([f for f in RUN_SCHEMA if f.name not in absent])
+        table = pq.read_table(part, schema=kept)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
+    missing = [n for n in RUN_SCHEMA.names if n not in names and n not in FILLED_ON_READ]
+    if missing:
+        raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+    for name in absent:
+        if name not in ADDED_COLUMNS:
+            continue
+        value = ADDED_COLUMNS[name]
+        column = (
+            table.column(value)
+            if value in table.column_names
+            else pa.array([value] * table.num_rows, RUN_SCHEMA.field(name).type)
+        )
+        table = table.append_column(RUN_SCHEMA.field(name), column)
+    if "sharpness_catapult" in absent:
+        table = relabel(table.drop_columns(["phase"]))
+    return table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
+
+
 def read_runs(out_dir) -> pa.Table:
     """All runs of a sweep, in :data:`RUN_SCHEMA`, sorted by ``run_key`` (empty if none).
 
@@ -215,22 +244,7 @@ def read_runs(out_dir) -> pa.Table:
     """
     runs = Path(out_dir) / RUNS_DIR
     parts = sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []
-    tables = []
-    for part in parts:
-        try:
-            names = pq.read_schema(part).names
-            table = pq.read_table(part, schema=RUN_SCHEMA)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
-        legacy = "sharpness_catapult" not in names
-        expected = LEGACY_RUN_SCHEMA if legacy else RUN_SCHEMA
-        missing = [n for n in expected.names if n not in names]
-        if missing:
-            raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
-        if legacy:
-            table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
-            table = table.cast(RUN_SCHEMA)
-        tables.append(table)
+    tables = [read_part(part) for part in parts]
     if not tables:
         return RUN_SCHEMA.empty_table()
     # Sorted by run key: analyses (bootstrap CIs) must not depend on the order in which

@@ -47,13 +47,6 @@ from ntk_dist.study.sections import (
 )
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
-#: Fields added after specs were first hashed, with the default that leaves a spec's
-#: meaning as before: at that value they are left out of the hash, so the results
-#: directories of older specs keep their hash (and resume).
-HASH_NEUTRAL_DEFAULTS = {
-    ("training", "early_steps"): None,
-    ("resources", "chunk_size"): None,
-}
 _NAME = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
 
 
@@ -67,10 +60,9 @@ class SpecBase(Section):
     @cached_property
     def _digest(self) -> str:
         # A spec is frozen, so its hash is computed once: every run key starts with it.
+        # Fields added after specs were first hashed are left out of the dump while at
+        # their defaults (Section.omitted_defaults), so older specs keep their hash.
         body = self.model_dump(mode="json", exclude={"output"})
-        for (section, field), default in HASH_NEUTRAL_DEFAULTS.items():
-            if section in body and body[section].get(field, default) == default:
-                body[section].pop(field, None)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def to_yaml(self) -> str:
@@ -158,9 +150,10 @@ class SweepSpec(SpecBase):
         """The training job of one run (``tag`` = ``key``; ``depth`` one of
         ``model.depths``, None: the first)."""
         t = self.training
+        data = self.data.build()
         return TrainJob(
-            self.model.build(width, depth),
-            self.data.build(),
+            self.model.build(width, data.out_dim, depth),
+            data,
             float(eta_lambda0),
             steps=self.steps_for(width, eta_lambda0),
             seed=seed,
@@ -168,6 +161,7 @@ class SweepSpec(SpecBase):
             optimizer=t.optimizer,
             batch_size=t.batch_size,
             dtype=t.dtype,
+            sharpness=t.sharpness,
             tag=key,
         )
 
@@ -235,6 +229,12 @@ class ExperimentSpec(SpecBase):
                 "experiment 'ntk_convergence' needs training.test_ntk: true and "
                 "data.test_grid: true (Theta_hat(x0, x) along the unit circle)"
             )
+        if self.model.parameterization != "ntk" or self.model.readout_sigma_w is not None:
+            raise ValueError(
+                "experiments compare with the infinite-width kernels of docs/theory.md §2, "
+                "which describe the NTK parameterisation with sigma_w shared by the readout: "
+                "unset model.parameterization and model.readout_sigma_w"
+            )
         if t.lr_units == "lambda_inf" and self.model.kind != "fc":
             raise ValueError("training.lr_units 'lambda_inf' needs model.kind 'fc'; use 'lambda0'")
         if t.probe_points > self.data.n_train:
@@ -269,7 +269,7 @@ class ExperimentSpec(SpecBase):
         data, record = self.data.build(), t.schedule()
         return [
             TrainJob(
-                self.model.build(width),
+                self.model.build(width, data.out_dim),
                 data,
                 lr,
                 steps=t.steps,
@@ -281,6 +281,7 @@ class ExperimentSpec(SpecBase):
                 test_ntk=t.test_ntk,
                 linearised=t.linearised,
                 dtype=t.dtype,
+                sharpness=t.sharpness,
                 tag=self.run_key(width, seed),
             )
             for width in self.model.widths
