@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ntk_dist.core import validate
 from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DATASETS, DataSpec
 from ntk_dist.engine.jobs import record_schedule
@@ -102,7 +103,10 @@ class DataSection(Section):
     @classmethod
     def _known_dataset(cls, v):
         if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; expected one of {', '.join(DATASETS)}")
+            raise ValueError(
+                f"unknown dataset {v!r} (expected one of {', '.join(DATASETS)})"
+                + validate.did_you_mean(v, DATASETS)
+            )
         return v
 
     @model_validator(mode="after")
@@ -189,7 +193,10 @@ class SearchSection(Section):
     @classmethod
     def _known_sampler(cls, v):
         if v not in SAMPLERS:
-            raise ValueError(f"unknown sampler {v!r}; expected one of {', '.join(SAMPLERS)}")
+            raise ValueError(
+                f"unknown sampler {v!r} (expected one of {', '.join(SAMPLERS)})"
+                + validate.did_you_mean(v, SAMPLERS)
+            )
         return v
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -33,6 +34,7 @@ import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
 from ntk_dist.analysis.phases import step_budget
+from ntk_dist.core import validate
 from ntk_dist.distributed.execute import plan_batches
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.study.search import grid_points
@@ -322,15 +324,30 @@ def load_spec(path) -> SweepSpec | ExperimentSpec:
     return parse_spec(data, str(path))
 
 
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the spec section at ``loc`` (a pydantic error location ending in the
+    unknown key) accepts; ``loc[0]`` is the union tag ("sweep" / "experiment")."""
+    model = ExperimentSpec if loc[0] == "experiment" else SweepSpec
+    for part in loc[1:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = getattr(field, "annotation", None)
+        if not (isinstance(inner, type) and issubclass(inner, Section)):
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
 def _describe(err: ValidationError, source: str) -> str:
     """One line per bad field: ``source: field.path[i]: what is wrong, got VALUE``.
 
     The alternatives of a union field (``steps``: an int or ``"auto"``) are merged into
     one line; pydantic's union-branch names are dropped from the path.
     """
-    found: dict[str, tuple[list[str], object]] = {}
+    found: dict[str, tuple[list[str], object, list[str]]] = {}
     for e in err.errors():
-        loc = ""
+        loc, hint = "", ""
         for part in e["loc"][1:]:  # [0] is the union tag ("sweep" / "experiment")
             if isinstance(part, int):
                 loc += f"[{part}]"
@@ -341,6 +358,10 @@ def _describe(err: ValidationError, source: str) -> str:
         msg = e["msg"].replace("Input should", "should").removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in docs/specs.md)"
+            hint = validate.did_you_mean(e["loc"][-1], _keys_at(e["loc"]))
+        elif e["type"] == "literal_error":
+            options = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+            hint = validate.did_you_mean(e.get("input"), options)
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] in ("greater_than", "greater_than_equal"):
@@ -348,14 +369,17 @@ def _describe(err: ValidationError, source: str) -> str:
             bound = e.get("ctx", {}).get("gt", e.get("ctx", {}).get("ge"))
             positive = e["type"] == "greater_than" and bound == 0
             msg = f"must be a positive {kind}" if positive else f"must be >= {bound}"
-        msgs, value = found.setdefault(loc or "<root>", ([], e.get("input")))
+        msgs, value, hints = found.setdefault(loc or "<root>", ([], e.get("input"), []))
         if msg not in msgs:
             msgs.append(msg)
+        if hint and hint not in hints:
+            hints.append(hint)
     return "\n".join(
         # A rule across sections (loc <root>) names its fields itself; its input is the spec.
         f"{source}: {' or '.join(msgs)}"
         if loc == "<root>" and isinstance(value, dict)
         else f"{source}: {loc}: {' or '.join(msgs)}"
         + ("" if msgs == ["required field is missing"] else f", got {value!r}")
-        for loc, (msgs, value) in found.items()
+        + "".join(hints)
+        for loc, (msgs, value, hints) in found.items()
     )
