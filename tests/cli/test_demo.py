@@ -7,7 +7,6 @@ import pytest
 
 from ntk_dist.cli.demo import kernel_demo
 
-
 SMALL = dict(n_nets=3, width=128, steps=150)
 
 
