@@ -30,9 +30,6 @@ def _run(args) -> int:
         print(spec.describe_plan())
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
-    from ntk_dist.study.experiments import run_experiment
-    from ntk_dist.study.sweep import run_sweep, summary_table
-
     say = (lambda *a: None) if args.quiet else print
     options = dict(
         resume=args.resume,
@@ -44,11 +41,15 @@ def _run(args) -> int:
         ),
     )
     if isinstance(spec, ExperimentSpec):
+        from ntk_dist.study.experiments import run_experiment
+
         runs = run_experiment(spec, out, **options)
         say(f"{runs.num_rows} runs in {join(out, 'runs')}")
         say(f"reference: {join(out, 'reference.parquet')}")
         say(f"draw the figures with: ntk-dist report {out}")
         return 0
+    from ntk_dist.study.sweep import run_sweep, summary_table
+
     result = run_sweep(spec, out, **options)
     say(f"{result.runs.num_rows} runs ({result.new_runs} new) in {join(out, 'runs')}")
     say(summary_table(result.boundaries))

@@ -25,6 +25,7 @@ rerunning once space is freed resumes as after a crash.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -116,10 +117,46 @@ def _sweep(spec: SweepSpec, out: Path, resume: bool, progress: bool, echo, conne
             if bar is not None:
                 bar.close()
         runs = read_runs(out)
-        boundaries = estimate_boundaries(runs, sweep=spec.name)
-        write_table_atomic(boundaries, out / "boundaries.parquet")
-        _figures(runs, boundaries, out, spec)
+        digest = _runs_digest(runs)
+        boundaries = _stored_boundaries(out, digest)
+        if boundaries is None or not _figures_drawn(out):
+            # A rerun of a finished sweep keeps both: estimates and figures are functions
+            # of the runs, and the digest says they were made from exactly these runs.
+            boundaries = estimate_boundaries(runs, sweep=spec.name)
+            meta = {**(boundaries.schema.metadata or {}), _DIGEST_KEY: digest.encode()}
+            write_table_atomic(boundaries.replace_schema_metadata(meta), out / _BOUNDARIES)
+            _figures(runs, boundaries, out, spec)
         return SweepResult(out, runs, boundaries, new)
+
+
+#: Schema metadata of ``boundaries.parquet``: sha256 of the run keys it was estimated from.
+_DIGEST_KEY = b"ntk_dist.runs_sha256"
+_FIGURE_STEMS = ("catapult", "phase_diagram")
+_BOUNDARIES = "boundaries.parquet"
+
+
+def _runs_digest(runs: pa.Table) -> str:
+    keys = "\n".join(sorted(runs.column("run_key").to_pylist()))
+    return hashlib.sha256(keys.encode()).hexdigest()
+
+
+def _stored_boundaries(out: Path, digest: str) -> pa.Table | None:
+    """``boundaries.parquet`` if it was estimated from runs of this ``digest``, else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(out / _BOUNDARIES)
+    except (OSError, pa.ArrowInvalid):
+        return None
+    stored = (table.schema.metadata or {}).get(_DIGEST_KEY)
+    return table if stored == digest.encode() else None
+
+
+def _figures_drawn(out: Path) -> bool:
+    from ntk_dist.analysis.plots import FORMATS
+
+    fig_dir = out / "figures"
+    return all((fig_dir / f"{s}.{f}").is_file() for s in _FIGURE_STEMS for f in FORMATS)
 
 
 def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar, connect) -> int:
@@ -164,8 +201,9 @@ def _figures(runs: pa.Table, boundaries: pa.Table, out: Path, spec: SweepSpec) -
 
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
-    plot_catapult(runs, fig_dir / "catapult", title=spec.name)
-    plot_phase_diagram(runs, boundaries, fig_dir / "phase_diagram", title=spec.name)
+    catapult, phase_diagram = _FIGURE_STEMS
+    plot_catapult(runs, fig_dir / catapult, title=spec.name)
+    plot_phase_diagram(runs, boundaries, fig_dir / phase_diagram, title=spec.name)
 
 
 def summary_table(boundaries: pa.Table) -> str:
