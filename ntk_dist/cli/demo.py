@@ -1,4 +1,4 @@
-"""``make demo``: finite networks against the infinite-width NTK-GP, in under a minute on 2 CPUs.
+"""``make demo``, second part: finite networks against the infinite-width NTK-GP.
 
 The small version of the seed essay's finite-vs-infinite experiment (docs/theory.md §6.1-2):
 erf networks with 2 hidden layers, sigma_w = 1.5, sigma_b = 0.05, target f(x) = x^3
