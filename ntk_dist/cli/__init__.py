@@ -13,6 +13,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 #: Subcommand modules, in the order they appear in ``ntk-dist --help``.
 COMMANDS: tuple[str, ...] = ("check", "gram", "report", "run", "validate", "version")
@@ -41,6 +42,10 @@ INTERRUPTED = (
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A deprecation (search.n_trials) reads like an error line: what, and what to write.
+    warnings.formatwarning = lambda message, category, *rest, **kw: (
+        f"ntk-dist {args.command}: warning: {message}\n"
+    )
     try:
         code = int(args.func(args) or 0)
         sys.stdout.flush()  # a closed pipe surfaces here, not at interpreter exit

@@ -7,6 +7,7 @@ docstring; the spec reference (``docs/specs.md``) lists them all.
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -169,7 +170,11 @@ class SearchSection(Section):
       eta_lambda0: [low, high] range of eta * lambda0, 0 < low < high.
       sampler: ``"boundary"`` (bisection on phase labels), ``"tpe"``, ``"random"``,
         ``"qmc"`` or ``"grid"`` (geometric grid, enqueued).
-      n_trials: points (width, eta * lambda0) in the whole sweep.
+      points_per_width: points (width, eta * lambda0) to train at each width; the
+        sweep has ``points_per_width * len(model.widths)`` points.
+      n_trials: deprecated spelling: points over all widths together (a FutureWarning
+        says what to write instead). Give one of the two; neither means 64 points over
+        all widths. A spec and its ``points_per_width`` spelling share one spec hash.
       parallel: points per round, trained concurrently.
       resolution: target relative bracket width of the boundary sampler.
       seed: seed of the stochastic samplers.
@@ -177,7 +182,8 @@ class SearchSection(Section):
 
     eta_lambda0: tuple[PosFloat, PosFloat] = (0.5, 6.0)
     sampler: str = "boundary"
-    n_trials: PosInt = 64
+    points_per_width: PosInt | None = None
+    n_trials: PosInt | None = None
     parallel: Annotated[int, Field(gt=0, le=4096, strict=True)] = 8
     resolution: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.01
     seed: Seed = 0
@@ -188,6 +194,22 @@ class SearchSection(Section):
         if not v[0] < v[1]:
             raise ValueError(f"range must be [low, high] with low < high, got {list(v)}")
         return v
+
+    @model_validator(mode="after")
+    def _one_count(self):
+        if self.points_per_width is not None and self.n_trials is not None:
+            raise ValueError(
+                "give search.points_per_width or the deprecated search.n_trials, not both"
+            )
+        if self.n_trials is not None:
+            warnings.warn(
+                f"search.n_trials ({self.n_trials} points over all widths) is deprecated: "
+                "write search.points_per_width (points at each width) instead; "
+                "n_trials / len(widths) keeps the spec hash and its results",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return self
 
     @field_validator("sampler")
     @classmethod

@@ -15,7 +15,7 @@ Example (``sweeps/catapult_toy.yaml``)::
     model: {kind: toy, widths: [256, 1024, 4096, 16384]}
     data: {name: single}
     training: {seeds: 2}                 # steps: auto (budget rule of docs/theory.md §5)
-    search: {eta_lambda0: [0.5, 6.0], sampler: boundary, n_trials: 96, parallel: 16}
+    search: {eta_lambda0: [0.5, 6.0], sampler: boundary, points_per_width: 24, parallel: 16}
 
 The spec reference is ``docs/specs.md``.
 """
@@ -62,8 +62,11 @@ class SpecBase(Section):
     @cached_property
     def _digest(self) -> str:
         # A spec is frozen, so its hash is computed once: every run key starts with it.
-        body = self.model_dump(mode="json", exclude={"output"})
+        body = self._hash_body(self.model_dump(mode="json", exclude={"output"}))
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def _hash_body(self, body: dict) -> dict:
+        return body
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -107,7 +110,7 @@ class SweepSpec(SpecBase):
             eta_low=s.eta_lambda0[0],
             eta_high=s.eta_lambda0[1],
             sampler=s.sampler,
-            n_trials=s.n_trials,
+            n_trials=self.total_trials,
             parallel=s.parallel,
             resolution=s.resolution,
             seed=s.seed,
@@ -116,10 +119,25 @@ class SweepSpec(SpecBase):
     @property
     def n_points(self) -> int:
         """Points (width, eta * lambda0) in the whole sweep: the grid's size for ``grid``,
-        else ``search.n_trials``."""
+        else :attr:`total_trials`."""
         if self.search.sampler == "grid":
             return len(grid_points(self.search_view))
-        return self.search.n_trials
+        return self.total_trials
+
+    @property
+    def total_trials(self) -> int:
+        """Points asked for over all widths: ``points_per_width * len(widths)``, or the
+        deprecated ``n_trials``, or 64."""
+        s = self.search
+        if s.points_per_width is not None:
+            return s.points_per_width * len(self.model.widths)
+        return 64 if s.n_trials is None else s.n_trials
+
+    def _hash_body(self, body: dict) -> dict:
+        # One plan, one hash: points_per_width is hashed as the total n_trials it means,
+        # so sweeps/*.yaml kept their hashes (and their results) when they moved to it.
+        search = {k: v for k, v in body["search"].items() if k != "points_per_width"}
+        return {**body, "search": {**search, "n_trials": self.total_trials}}
 
     def steps_for(self, width: int, eta_lambda0: float) -> int:
         """A run's step budget: fixed, or the rule of
