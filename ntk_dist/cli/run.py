@@ -27,7 +27,7 @@ def _run(args) -> int:
     spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
     if args.dry_run:
-        print(spec.describe_plan())
+        print(spec.describe_plan(timed=True))
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
     say = (lambda *a: None) if args.quiet else print

@@ -35,8 +35,9 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, mo
 
 from ntk_dist.analysis.phases import step_budget
 from ntk_dist.core import validate
-from ntk_dist.distributed.execute import plan_batches
+from ntk_dist.distributed.execute import DEFAULT_MAX_BATCH, plan_batches
 from ntk_dist.engine.jobs import TrainJob
+from ntk_dist.study import estimate
 from ntk_dist.study.search import grid_points
 from ntk_dist.study.sections import (
     DataSection,
@@ -174,8 +175,9 @@ class SweepSpec(SpecBase):
             tag=key,
         )
 
-    def describe_plan(self) -> str:
-        """What ``run`` would do, without running anything (``validate`` / ``--dry-run``)."""
+    def describe_plan(self, *, timed: bool = False) -> str:
+        """What ``run`` would do, without running anything (``validate`` / ``--dry-run``);
+        ``timed`` adds a wall-time estimate from a short probe (:mod:`ntk_dist.study.estimate`)."""
         s, t = self.search, self.training
         n_points = self.n_points
         n_runs = n_points * t.seeds
@@ -187,15 +189,17 @@ class SweepSpec(SpecBase):
         size = min(s.parallel, n_points)
         points = set(zip(np.resize(widths, size), np.resize(etas, size), strict=True))
         point_jobs = [self.job(int(w), float(e), 0, "plan") for w, e in sorted(points)]
-        batches = len(plan_batches([job for job in point_jobs for _ in range(t.seeds)]))
+        round_batches = plan_batches([job for job in point_jobs for _ in range(t.seeds)])
+        batches = len(round_batches)
         cost = sum(mean_steps[w] * w for w in widths) / len(widths) * n_runs
+        per_width = f"{n_points / len(widths):.3g} points per width x {len(widths)} widths = "
         return "\n".join(
             [
                 f"sweep {self.name!r} (spec hash {self.spec_hash()[:12]})",
                 self._model_line(),
                 f"  search: {s.sampler} sampler, eta*lambda0 in [{s.eta_lambda0[0]}, "
-                f"{s.eta_lambda0[1]}], {n_points} points x {t.seeds} seeds = {n_runs} runs "
-                f"in {rounds} rounds of <= {s.parallel}",
+                f"{s.eta_lambda0[1]}], {per_width}{n_points} points x {t.seeds} seeds = "
+                f"{n_runs} runs in {rounds} rounds of <= {s.parallel}",
                 f"  training: {t.optimizer}, steps {t.steps} (mean per width: "
                 + ", ".join(f"{w}: {v:.0f}" for w, v in mean_steps.items())
                 + ")",
@@ -203,6 +207,32 @@ class SweepSpec(SpecBase):
                 f"({self.resources.num_cpus} CPU, {self.resources.num_gpus} GPU each)",
                 f"  estimated cost: {cost:.3g} width-steps",
             ]
+            + ([self._timed_line(round_batches, rounds, finish=estimate.FINISH_S)] if timed else [])
+        )
+
+    def _timed_line(self, round_batches, rounds: int, *, finish: float) -> str:
+        """The wall-time estimate of ``rounds`` rounds like ``round_batches``."""
+        slots = estimate.local_slots(self.resources.build())
+        # One probe per width, of one job: a step of a batch of k jobs is taken as k job-steps.
+        costs, per_round = {}, []
+        for batch in round_batches:
+            head = batch[0]
+            if head.width not in costs:
+                costs[head.width] = estimate.probe(batch[:1])
+            cost = costs[head.width]
+            per_round.append(cost.fixed_s + head.steps * cost.step_s * len(batch))
+        train = rounds * estimate.round_seconds(per_round, slots)
+        total = train + estimate.RAY_START_S + finish
+        probed = ", ".join(
+            f"width {w}: {c.fixed_s:.2g} s + {1e3 * c.step_s:.2g} ms/step"
+            for w, c in sorted(costs.items())
+        )
+        return (
+            f"  estimated wall time: {estimate.describe(total)} ({train:.0f} s training: "
+            f"{rounds} round(s) of {len(round_batches)} batch(es); probed per batch {probed}; "
+            f"assumes {slots} task slot(s) of "
+            f"{self.resources.num_cpus} CPU on this machine, {estimate.RAY_START_S:.0f} s to "
+            f"start Ray and {finish:.0f} s to finish)"
         )
 
 
@@ -285,8 +315,9 @@ class ExperimentSpec(SpecBase):
             for seed in range(t.seeds)
         ]
 
-    def describe_plan(self) -> str:
-        """What ``ntk-dist run`` would do (``--dry-run`` / ``validate``)."""
+    def describe_plan(self, *, timed: bool = False) -> str:
+        """What ``ntk-dist run`` would do (``--dry-run`` / ``validate``); ``timed`` adds a
+        wall-time estimate from a short probe (:mod:`ntk_dist.study.estimate`)."""
         t, m = self.training, self.model
         n_runs = len(m.widths) * t.seeds
         return "\n".join(
@@ -299,7 +330,19 @@ class ExperimentSpec(SpecBase):
                 "record steps",
                 f"  estimated cost: {n_runs * t.steps * float(np.mean(m.widths)):.3g} width-steps",
             ]
+            + ([self._timed_line()] if timed else [])
         )
+
+    def _timed_line(self) -> str:
+        jobs = self.jobs()
+        slots = estimate.local_slots(self.resources.build())
+        groups: dict = {}
+        for job in jobs:
+            groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
+        # The experiment driver's batch size (distributed.execute.slot_batch_size).
+        size = min(DEFAULT_MAX_BATCH, max(1, -(-max(groups.values()) // (2 * slots))))
+        batches = plan_batches(jobs, max_batch=size)
+        return SweepSpec._timed_line(self, batches, 1, finish=estimate.FINISH_S)
 
 
 def spec_kind(data) -> str:
