@@ -4,8 +4,9 @@ A batch of jobs that share a :attr:`ntk_dist.engine.jobs.TrainJob.batch_key` cos
 ``fixed + steps * per_step``: ``fixed`` is compiling and starting its program (paid per
 batch, since the step count is part of the key), ``per_step`` one step of all its jobs.
 :func:`probe` measures both for a group by training the group's batch, in this
-process, at two small step counts (``PROBE_STEPS``) and solving the two timings for
-the two unknowns. A plan's estimate (:func:`plan_seconds`) spreads each round's
+process, for ``PROBE_STEPS`` steps twice: the first call compiles and runs, the second
+reuses the compiled program, so their difference is ``fixed`` and the second alone
+gives ``per_step``. A plan's estimate (:func:`plan_seconds`) spreads each round's
 batches over the task slots it assumes (this machine's CPUs over the task's, for the
 default local Ray instance), a round lasting at least its longest batch, and adds the
 fixed costs that do not depend on the plan (:data:`RAY_START_S`, :data:`FINISH_S`).
@@ -21,8 +22,8 @@ import os
 import time
 from collections.abc import Sequence
 
-#: The two step counts of the probe (a few hundred steps of the smallest networks).
-PROBE_STEPS = (16, 128)
+#: Steps of the probe's batch (a fraction of a second of the smallest networks).
+PROBE_STEPS = 128
 #: Starting the default local Ray instance (the estimate's constant; 0 when joining one).
 RAY_START_S = 15.0
 #: Boundaries, figures and the study's bookkeeping after the last round of a sweep.
@@ -44,15 +45,14 @@ def probe(batch: Sequence) -> GroupCost:
     """Time the batch ``batch`` (TrainJobs of one shape group) at ``PROBE_STEPS`` steps."""
     from ntk_dist.engine.train import train_batch
 
+    jobs = [dataclasses.replace(job, steps=PROBE_STEPS, record=None) for job in batch]
     times = []
-    for steps in PROBE_STEPS:
-        jobs = [dataclasses.replace(job, steps=steps, record=None) for job in batch]
+    for _ in range(2):  # compile + run, then run
         start = time.perf_counter()
         train_batch(jobs)
         times.append(time.perf_counter() - start)
-    (s1, s2), (t1, t2) = PROBE_STEPS, times
-    step_s = max(t2 - t1, 0.0) / (s2 - s1)
-    return GroupCost(max(t1 - s1 * step_s, 0.0), step_s)
+    first, second = times
+    return GroupCost(max(first - second, 0.0), second / PROBE_STEPS)
 
 
 def local_slots(resources) -> int:
