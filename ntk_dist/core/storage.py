@@ -174,7 +174,8 @@ def staged(location, *, mirror: bool = True):
     """A local directory standing for the output ``location`` (module docstring).
 
     A local path (or a ``file://`` URI) is yielded as itself (a Path). A remote URI is
-    downloaded into a fresh temporary directory, which is yielded and deleted on exit;
+    downloaded into a fresh temporary directory, which is yielded and deleted on exit
+    (a ValueError raised inside names the URI instead of that directory);
     with ``mirror`` (writers) the location is probed for writing first and every
     :func:`publish` inside the block uploads to it; without (``check``), nothing is
     ever written there.
@@ -198,7 +199,10 @@ def staged(location, *, mirror: bool = True):
         remote.download(local)
         if mirror:
             _MIRRORS[local] = remote
-        yield local
+        try:
+            yield local
+        except ValueError as err:  # messages name the location, not the staged copy
+            raise ValueError(str(err).replace(str(local), remote.uri)) from None
     finally:
         _MIRRORS.pop(local, None)
         shutil.rmtree(tmp, ignore_errors=True)

@@ -130,3 +130,10 @@ def test_sweep_killed_then_resumed_from_the_remote_copy_alone(s3, tiny_sweep, tm
     assert main(["check", uri]) == 0
     assert main(["report", "--quiet", "--n-boot", "20", uri]) == 0
     assert "report.md" in Remote(uri).files()
+
+
+def test_errors_inside_a_staged_copy_name_the_uri(s3):
+    uri = f"s3://{BUCKET}/errors"
+    with pytest.raises(ValueError, match=rf"^{uri}/spec.yaml: missing$"):
+        with staged(uri) as local:
+            raise ValueError(f"{local / 'spec.yaml'}: missing")
