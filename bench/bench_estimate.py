@@ -1,6 +1,6 @@
 """The dry run's wall-time estimate against the measured wall time of the same run.
 
-For each spec: ``ntk-dist run SPEC --dry-run`` (its "estimated wall time" line), then
+For each spec: ``ntk-dist run SPEC --estimate`` (its "estimated wall time" line), then
 ``ntk-dist run SPEC`` into a fresh directory, timed, in a new process each, one after
 the other; prints the estimate, the measurement and their ratio, with the load average.
 
@@ -45,7 +45,7 @@ def _seconds(text: str) -> float:
 def main(specs) -> None:
     print(f"load average before: {os.getloadavg()}")
     for spec in specs:
-        plan, _ = _ntk("run", spec, "--dry-run")
+        plan, _ = _ntk("run", spec, "--estimate")
         line = next(x for x in plan.splitlines() if "estimated wall time" in x)
         estimate = _seconds(line.split(":", 1)[1])
         with tempfile.TemporaryDirectory() as tmp:

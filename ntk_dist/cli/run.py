@@ -26,9 +26,9 @@ def _run(args) -> int:
 
     spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
-    if args.dry_run:
-        print(spec.describe_plan(timed=True))
-        print(f"  output: {out} (nothing written: --dry-run)")
+    if args.dry_run or args.estimate:
+        print(spec.describe_plan(timed=args.estimate))
+        print(f"  output: {out} (nothing written: --{'estimate' if args.estimate else 'dry-run'})")
         return 0
     say = (lambda *a: None) if args.quiet else print
     options = dict(
@@ -76,6 +76,12 @@ def register(sub) -> None:
         help="require an existing sweep in the output directory (rerunning without it resumes too)",
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
+    p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="--dry-run plus the wall time in seconds, from a short timed probe "
+        "(a few seconds: one job of each width trained for 128 steps, in this process)",
+    )
     p.add_argument(
         "--dashboard",
         action="store_true",
