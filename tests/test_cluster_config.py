@@ -45,3 +45,23 @@ def test_setup_installs_this_project_with_the_gpu_extra():
     config = _config()
     assert config["file_mounts"]["~/ntk_dist"] == "."
     assert any("~/ntk_dist[gpu]" in cmd for cmd in config["setup_commands"])
+
+
+def test_the_kuberay_rayjob_uses_gpu_workers_s3_output_and_token_authentication():
+    job = yaml.safe_load((ROOT / "deploy" / "rayjob.yaml").read_text())
+    assert (job["apiVersion"], job["kind"]) == ("ray.io/v1", "RayJob")
+    spec = job["spec"]
+    assert spec["entrypoint"].startswith("ntk-dist run ")
+    assert "--address auto" in spec["entrypoint"] and "--out s3://" in spec["entrypoint"]
+    cluster = spec["rayClusterSpec"]
+    head = cluster["headGroupSpec"]
+    assert head["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    (worker,) = cluster["workerGroupSpecs"]
+    (container,) = worker["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    for pod in (head["template"], worker["template"]):
+        (c,) = pod["spec"]["containers"]
+        env = {e["name"]: e for e in c["env"]}
+        assert env["RAY_AUTH_MODE"]["value"] == "token"
+        assert "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+        assert c["image"] == container["image"]

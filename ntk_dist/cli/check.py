@@ -10,20 +10,24 @@ import sys
 
 
 def _check(args) -> int:
+    from ntk_dist.core.storage import staged
     from ntk_dist.study.check import check_results
 
-    report = check_results(args.out)
+    # An object-store URI is checked on a downloaded copy; nothing is written there.
+    with staged(args.out, mirror=False) as local:
+        report = check_results(local)
+    named = lambda line: line.replace(str(local), args.out)  # noqa: E731
     if not report.problems:
-        print(f"{report.summary}: OK")
+        print(f"{named(report.summary)}: OK")
         return 0
-    print(report.summary, file=sys.stderr)
+    print(named(report.summary), file=sys.stderr)
     print(f"{len(report.problems)} problem(s):", file=sys.stderr)
     for line in report.problems:
-        print(f"  {line}", file=sys.stderr)
+        print(f"  {named(line)}", file=sys.stderr)
     return 2
 
 
 def register(sub) -> None:
     p = sub.add_parser("check", help="verify a results directory (schemas, files, study)")
-    p.add_argument("out", help="output directory of a sweep, experiment or Gram")
+    p.add_argument("out", help="output directory (or s3://... URI) of a sweep, experiment or Gram")
     p.set_defaults(func=_check)

@@ -1,4 +1,4 @@
-"""``make demo``: finite networks against the infinite-width NTK-GP, in under a minute on 2 CPUs.
+"""``make demo``, second part: finite networks against the infinite-width NTK-GP.
 
 The small version of the seed essay's finite-vs-infinite experiment (docs/theory.md §6.1-2):
 erf networks with 2 hidden layers, sigma_w = 1.5, sigma_b = 0.05, target f(x) = x^3
@@ -56,14 +56,10 @@ def kernel_demo(
       verbose: print the numbers.
 
     Returns:
-      The summary written to ``summary.json`` (learning rate, losses, RMSEs).
+      The summary written to ``summary.json`` (learning rate, losses, RMSEs). A rerun
+      with the same arguments into a directory that holds the figure and a summary of
+      those arguments trains nothing: it returns (and prints) the stored summary.
     """
-    import jax
-    import jax.numpy as jnp
-
-    from ntk_dist.models.empirical import sharpness
-    from ntk_dist.models.networks import FCNetwork
-
     n_nets = validate.positive_int(n_nets, "n_nets")
     if n_nets < 2:
         raise ValueError(f"n_nets must be >= 2 to estimate an ensemble spread, got {n_nets}")
@@ -71,6 +67,18 @@ def kernel_demo(
     steps = validate.positive_int(steps, "steps")
     eta_lambda = validate.positive_float(eta_lambda, "eta_lambda")
     out_dir = Path(out_dir)
+    stored = _stored_summary(out_dir, width=width, n_nets=n_nets, steps=steps, seed=seed)
+    if stored is not None and stored["eta_lambda_infinite"] == eta_lambda:
+        if verbose:
+            _print_summary(stored)
+            print(f"figure: {out_dir / 'finite_vs_infinite.png'} (stored: nothing trained)")
+        return stored
+
+    import jax
+    import jax.numpy as jnp
+
+    from ntk_dist.models.empirical import sharpness
+    from ntk_dist.models.networks import FCNetwork
 
     rng = np.random.default_rng(seed)
     x = np.sort(rng.uniform(0.0, 1.0, size=(N_TRAIN, 1)), axis=0)
@@ -98,6 +106,7 @@ def kernel_demo(
         "width": width,
         "n_nets": n_nets,
         "steps": steps,
+        "seed": seed,
         "lr": lr,
         "eta_lambda_infinite": eta_lambda,
         "eta_lambda0_finite_mean": float(np.mean(lr * lam0)),
@@ -121,6 +130,23 @@ def kernel_demo(
     if verbose:
         print(f"figure: {out_dir / 'finite_vs_infinite.png'}")
     return summary
+
+
+def _stored_summary(out_dir: Path, **args) -> dict | None:
+    """The summary a finished demo with ``args`` left in ``out_dir``, or None.
+
+    The figure is written before the summary (both atomically), so a summary beside a
+    figure means a finished run.
+    """
+    path = out_dir / "summary.json"
+    if not (path.is_file() and (out_dir / "finite_vs_infinite.png").is_file()):
+        return None
+    try:
+        summary = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    same = isinstance(summary, dict) and all(summary.get(k) == v for k, v in args.items())
+    return summary if same else None
 
 
 def _infinite_width(x, y, grid, eta_lambda: float, steps: int) -> dict:

@@ -17,37 +17,54 @@ def _quiet(verbose: bool) -> None:
 
 def _run(args) -> int:
     _quiet(args.verbose)
-    from ntk_dist.study.results import output_dir, prepare_output
+    from functools import partial
+
+    from ntk_dist.core.storage import join
+    from ntk_dist.distributed.runtime import ensure_ray
+    from ntk_dist.study.results import output_dir
     from ntk_dist.study.spec import ExperimentSpec, load_spec
 
     spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
-    if args.dry_run:
-        print(spec.describe_plan())
-        print(f"  output: {out} (nothing written: --dry-run)")
+    if args.dry_run or args.estimate:
+        print(spec.describe_plan(timed=args.estimate))
+        print(f"  output: {out} (nothing written: --{'estimate' if args.estimate else 'dry-run'})")
         return 0
-    prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
-    from ntk_dist.distributed.runtime import ensure_ray
-    from ntk_dist.study.experiments import run_experiment
+    say = (lambda *a: None) if args.quiet else print
+    options = dict(
+        resume=args.resume,
+        progress=not (args.no_progress or args.quiet),
+        echo=say,
+        # Ray starts only when something is left to train: a finished rerun needs none.
+        connect=partial(
+            ensure_ray, address=args.address, dashboard=args.dashboard, verbose=args.verbose
+        ),
+    )
+    if isinstance(spec, ExperimentSpec):
+        from ntk_dist.study.experiments import run_experiment
+
+        runs = run_experiment(spec, out, **options)
+        say(f"{runs.num_rows} runs in {join(out, 'runs')}")
+        say(f"reference: {join(out, 'reference.parquet')}")
+        say(f"draw the figures with: ntk-dist report {out}")
+        return 0
     from ntk_dist.study.sweep import run_sweep, summary_table
 
-    ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
-    if isinstance(spec, ExperimentSpec):
-        runs = run_experiment(spec, out, resume=args.resume, progress=not args.no_progress)
-        print(f"{runs.num_rows} runs in {out / 'runs'}; reference: {out / 'reference.parquet'}")
-        print(f"draw the figures with: ntk-dist report {out}")
-        return 0
-    result = run_sweep(spec, out, resume=args.resume, progress=not args.no_progress)
-    print(f"{result.runs.num_rows} runs ({result.new_runs} new) in {out / 'runs'}")
-    print(summary_table(result.boundaries))
-    print(f"boundaries: {out / 'boundaries.parquet'}; figures: {out / 'figures'}")
+    result = run_sweep(spec, out, **options)
+    say(f"{result.runs.num_rows} runs ({result.new_runs} new) in {join(out, 'runs')}")
+    say(summary_table(result.boundaries))
+    say(f"boundaries: {join(out, 'boundaries.parquet')}; figures: {join(out, 'figures')}")
     return 0
 
 
 def register(sub) -> None:
     p = sub.add_parser("run", help="run (or resume) a phase sweep from a YAML spec")
     p.add_argument("spec", help="sweep spec, e.g. sweeps/catapult_toy.yaml")
-    p.add_argument("--out", help="output directory (default: the spec's output, or results/NAME)")
+    p.add_argument(
+        "--out",
+        help="output directory or object-store URI such as s3://bucket/prefix "
+        "(default: the spec's output, or results/NAME)",
+    )
     p.add_argument(
         "--address",
         default=None,
@@ -60,10 +77,20 @@ def register(sub) -> None:
     )
     p.add_argument("--dry-run", action="store_true", help="print the plan, run nothing")
     p.add_argument(
+        "--estimate",
+        action="store_true",
+        help="--dry-run plus the wall time in seconds, from a short timed probe "
+        "(a few seconds: one job of each width trained for 128 steps, in this process)",
+    )
+    p.add_argument(
         "--dashboard",
         action="store_true",
         help="start Ray's dashboard on 127.0.0.1 (local instance only)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--verbose", action="store_true", help="show Ray's and JAX's logs")
+    noise = p.add_mutually_exclusive_group()
+    noise.add_argument(
+        "-q", "--quiet", action="store_true", help="print errors only (no progress bar)"
+    )
+    noise.add_argument("-v", "--verbose", action="store_true", help="show Ray's and JAX's logs")
     p.set_defaults(func=_run)

@@ -4,7 +4,8 @@ Every writer of ntk_dist goes through this module: one atomic-write helper (one
 temporary-name scheme, ``.tmp-<uuid>-<name>`` beside the target, so ``check`` and
 resume know the only pattern a killed writer can leave), the exclusive directory
 lock, the trim of a torn last line of an append-only log, and the translation of a
-full disk into an error that says what to do.
+full disk into an error that says what to do. A file written inside a staged copy of a
+remote output (:mod:`ntk_dist.core.storage`) is also uploaded, whole, once renamed.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
+
+from ntk_dist.core.storage import publish
 
 #: The one glob a killed atomic writer can leave behind (see :func:`write_atomic`).
 TEMP_PATTERN = ".tmp-*"
@@ -54,6 +57,7 @@ def write_atomic(path, write, *, binary: bool = True) -> Path:
         if tmp.exists():
             tmp.unlink()
     fsync_dir(path.parent)
+    publish(path)  # uploaded whole when ``path`` is in a staged copy of a remote output
     return path
 
 

@@ -116,3 +116,13 @@ def choice(value, name: str, allowed: Iterable[str]) -> str:
     if value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}; got {value!r}")
     return value
+
+
+def did_you_mean(value, options: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` naming the option of ``options`` closest to ``value``
+    (difflib's ratio >= 0.6), or ``""`` when none is close: the hint of every error
+    about an unknown key or name."""
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(o) for o in options], n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import warnings
 
 LOOPBACK = "127.0.0.1"
 
@@ -53,6 +54,15 @@ def ensure_ray(
         _token_auth()
     level = logging.INFO if verbose else logging.WARNING
     common = dict(log_to_driver=verbose, logging_level=level, configure_logging=True)
+    with warnings.catch_warnings():
+        # JAX warns at every fork once it is loaded; Ray's start forks only to exec its
+        # own server binaries at once (subprocess), which run no JAX code: no deadlock.
+        warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
+        _init(ray, address, num_cpus, num_gpus, dashboard, common)
+    return True
+
+
+def _init(ray, address, num_cpus, num_gpus, dashboard, common) -> None:
     if address is not None:
         ray.init(address=address, **common)
     else:
@@ -66,7 +76,6 @@ def ensure_ray(
             _node_ip_address=LOOPBACK,
             **common,
         )
-    return True
 
 
 def _loopback_only() -> None:

@@ -38,6 +38,8 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
     Returns:
       The stored run keys, in the order they landed.
     """
+    if not pending:
+        return []
     import ray
 
     stored = []

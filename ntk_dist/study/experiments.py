@@ -37,6 +37,8 @@ import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core.files import disk_full_as_usage_error, exclusive_lock, write_table_atomic
+from ntk_dist.core.storage import staged
+from ntk_dist.distributed.runtime import ensure_ray
 from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_runs
 from ntk_dist.study.reference import reference
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
@@ -44,7 +46,13 @@ from ntk_dist.study.spec import ExperimentSpec
 
 
 def run_experiment(
-    spec: ExperimentSpec, out=None, *, resume: bool = False, progress: bool = True, echo=print
+    spec: ExperimentSpec,
+    out=None,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    echo=print,
+    connect=None,
 ) -> pa.Table:
     """Run (or resume) ``spec`` into ``out``; returns all its runs (RUN_SCHEMA).
 
@@ -58,13 +66,17 @@ def run_experiment(
       resume: require an existing experiment in ``out``.
       progress: show a tqdm progress bar on stderr.
       echo: where one-line status messages go.
+      connect: called before the first job is submitted, to connect to Ray (default
+        :func:`ntk_dist.distributed.runtime.ensure_ray`); never called when every run is
+        stored already.
     """
-    from ntk_dist.distributed.runtime import ensure_ray
+    with staged(output_dir(spec, out)) as local:
+        return _experiment(spec, local, resume, progress, echo, connect)
 
-    out = output_dir(spec, out)
+
+def _experiment(spec: ExperimentSpec, out, resume: bool, progress: bool, echo, connect):
     prepare_output(spec, out, resume=resume)
     with exclusive_lock(out), disk_full_as_usage_error(out):
-        ensure_ray()
         done = set(read_runs(out).column("run_key").to_pylist())
         jobs = spec.jobs()
         todo = [job for job in jobs if job.tag not in done]
@@ -73,7 +85,10 @@ def run_experiment(
         target = spec.training.learning_rate if spec.training.lr_units != "absolute" else np.nan
         meta = {job.tag: (i, 0, target) for i, job in enumerate(jobs)}  # trial, round, target
         bar = progress_bar(progress, len(jobs), len(jobs) - len(todo))
-        pending = submit_runs(spec, todo)
+        pending = []
+        if todo:
+            (connect or ensure_ray)()
+            pending = submit_runs(spec, todo)
         try:
             store_finished_batches(pending, out, spec, meta, bar)
         finally:

@@ -20,6 +20,10 @@ Layout of an output directory ``OUT``:
 - ``OUT/boundaries.parquet`` (sweeps): located transitions (``ntk_dist.analysis.boundaries``).
 - ``OUT/reference.parquet`` (experiments): the infinite-width reference.
 - ``OUT/figures/``: figures drawn from the Parquet files.
+
+``OUT`` may be an object-store URI (``s3://bucket/prefix``): the drivers then work on a
+staged local copy that publishes every file as one whole object
+(:mod:`ntk_dist.core.storage`).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from ntk_dist.core.files import (
     write_text_atomic,
 )
 from ntk_dist.core.provenance import versions
+from ntk_dist.core.storage import is_uri
 from ntk_dist.engine.records import RECORD_SCHEMA
 
 RUNS_DIR = "runs"
@@ -108,9 +113,11 @@ def schema_markdown(schema: pa.Schema = RUN_SCHEMA) -> str:
 SPEC_FILE, HASH_FILE = "spec.yaml", "spec.sha256"
 
 
-def output_dir(spec, out=None) -> Path:
-    """``--out`` if given, else the spec's ``output``, else ``results/<name>``."""
-    return Path(out or spec.output or Path("results") / spec.name)
+def output_dir(spec, out=None) -> Path | str:
+    """``--out`` if given, else the spec's ``output``, else ``results/<name>``: a Path,
+    or a URI (``s3://bucket/prefix``) kept as a string (:mod:`ntk_dist.core.storage`)."""
+    location = out or spec.output or Path("results") / spec.name
+    return location if is_uri(location) else Path(location)
 
 
 def prepare_output(spec, out: Path, *, resume: bool = False) -> None:

@@ -7,6 +7,7 @@ docstring; the spec reference (``docs/specs.md``) lists them all.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
@@ -19,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from ntk_dist.core import validate
 from ntk_dist.distributed.resources import Resources
 from ntk_dist.engine.data import DATASETS, DIGITS_DIM, DataSpec
 from ntk_dist.engine.datafile import read_data_file
@@ -196,7 +198,10 @@ class DataSection(Section):
     @classmethod
     def _known_dataset(cls, v):
         if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; expected one of {', '.join(DATASETS)}")
+            raise ValueError(
+                f"unknown dataset {v!r} (expected one of {', '.join(DATASETS)})"
+                + validate.did_you_mean(v, DATASETS)
+            )
         return v
 
     @field_validator("path")
@@ -299,7 +304,12 @@ class SearchSection(Section):
       eta_lambda0: [low, high] range of eta * lambda0, 0 < low < high.
       sampler: ``"boundary"`` (bisection on phase labels), ``"tpe"``, ``"random"``,
         ``"qmc"`` or ``"grid"`` (geometric grid, enqueued).
-      n_trials: points (width, eta * lambda0) in the whole sweep.
+      points_per_width: points (width, eta * lambda0) to train at each width (at each
+        (width, depth) group when ``model.depth`` is a list); the sweep has
+        ``points_per_width * len(model.widths) * len(depths)`` points.
+      n_trials: deprecated spelling: points over all widths together (a FutureWarning
+        says what to write instead). Give one of the two; neither means 64 points over
+        all widths. A spec and its ``points_per_width`` spelling share one spec hash.
       parallel: points per round, trained concurrently.
       resolution: target relative bracket width of the boundary sampler.
       seed: seed of the stochastic samplers.
@@ -307,7 +317,8 @@ class SearchSection(Section):
 
     eta_lambda0: tuple[PosFloat, PosFloat] = (0.5, 6.0)
     sampler: str = "boundary"
-    n_trials: PosInt = 64
+    points_per_width: PosInt | None = None
+    n_trials: PosInt | None = None
     parallel: Annotated[int, Field(gt=0, le=4096, strict=True)] = 8
     resolution: Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)] = 0.01
     seed: Seed = 0
@@ -319,11 +330,30 @@ class SearchSection(Section):
             raise ValueError(f"range must be [low, high] with low < high, got {list(v)}")
         return v
 
+    @model_validator(mode="after")
+    def _one_count(self):
+        if self.points_per_width is not None and self.n_trials is not None:
+            raise ValueError(
+                "give search.points_per_width or the deprecated search.n_trials, not both"
+            )
+        if self.n_trials is not None:
+            warnings.warn(
+                f"search.n_trials ({self.n_trials} points over all widths) is deprecated: "
+                "write search.points_per_width (points at each width) instead; "
+                "n_trials / len(widths) keeps the spec hash and its results",
+                FutureWarning,
+                stacklevel=2,
+            )
+        return self
+
     @field_validator("sampler")
     @classmethod
     def _known_sampler(cls, v):
         if v not in SAMPLERS:
-            raise ValueError(f"unknown sampler {v!r}; expected one of {', '.join(SAMPLERS)}")
+            raise ValueError(
+                f"unknown sampler {v!r} (expected one of {', '.join(SAMPLERS)})"
+                + validate.did_you_mean(v, SAMPLERS)
+            )
         return v
 
 

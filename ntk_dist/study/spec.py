@@ -15,7 +15,7 @@ Example (``sweeps/catapult_toy.yaml``)::
     model: {kind: toy, widths: [256, 1024, 4096, 16384]}
     data: {name: single}
     training: {seeds: 2}                 # steps: auto (budget rule of docs/theory.md §5)
-    search: {eta_lambda0: [0.5, 6.0], sampler: boundary, n_trials: 96, parallel: 16}
+    search: {eta_lambda0: [0.5, 6.0], sampler: boundary, points_per_width: 24, parallel: 16}
 
 The spec reference is ``docs/specs.md``.
 """
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal, Union
@@ -33,8 +34,10 @@ import yaml
 from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, model_validator
 
 from ntk_dist.analysis.phases import step_budget
-from ntk_dist.distributed.execute import plan_batches
+from ntk_dist.core import validate
+from ntk_dist.distributed.execute import DEFAULT_MAX_BATCH, plan_batches
 from ntk_dist.engine.jobs import TrainJob
+from ntk_dist.study import estimate
 from ntk_dist.study.search import grid_points
 from ntk_dist.study.sections import (
     DataSection,
@@ -62,8 +65,11 @@ class SpecBase(Section):
         # A spec is frozen, so its hash is computed once: every run key starts with it.
         # Fields added after specs were first hashed are left out of the dump while at
         # their defaults (Section.omitted_defaults), so older specs keep their hash.
-        body = self.model_dump(mode="json", exclude={"output"})
+        body = self._hash_body(self.model_dump(mode="json", exclude={"output"}))
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+    def _hash_body(self, body: dict) -> dict:
+        return body
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
@@ -109,7 +115,7 @@ class SweepSpec(SpecBase):
             eta_low=s.eta_lambda0[0],
             eta_high=s.eta_lambda0[1],
             sampler=s.sampler,
-            n_trials=s.n_trials,
+            n_trials=self.total_trials,
             parallel=s.parallel,
             resolution=s.resolution,
             seed=s.seed,
@@ -118,10 +124,26 @@ class SweepSpec(SpecBase):
     @property
     def n_points(self) -> int:
         """Points (width, eta * lambda0) in the whole sweep: the grid's size for ``grid``,
-        else ``search.n_trials``."""
+        else :attr:`total_trials`."""
         if self.search.sampler == "grid":
             return len(grid_points(self.search_view))
-        return self.search.n_trials
+        return self.total_trials
+
+    @property
+    def total_trials(self) -> int:
+        """Points asked for over all groups: ``points_per_width`` times the number of
+        widths (times the number of depths when ``model.depth`` is a list: then it counts
+        points per (width, depth) group), or the deprecated ``n_trials``, or 64."""
+        s = self.search
+        if s.points_per_width is not None:
+            return s.points_per_width * len(self.model.widths) * len(self.model.depths)
+        return 64 if s.n_trials is None else s.n_trials
+
+    def _hash_body(self, body: dict) -> dict:
+        # One plan, one hash: points_per_width is hashed as the total n_trials it means,
+        # so sweeps/*.yaml kept their hashes (and their results) when they moved to it.
+        search = {k: v for k, v in body["search"].items() if k != "points_per_width"}
+        return {**body, "search": {**search, "n_trials": self.total_trials}}
 
     def steps_for(self, width: int, eta_lambda0: float) -> int:
         """A run's step budget: fixed, or the rule of
@@ -165,8 +187,9 @@ class SweepSpec(SpecBase):
             tag=key,
         )
 
-    def describe_plan(self) -> str:
-        """What ``run`` would do, without running anything (``validate`` / ``--dry-run``)."""
+    def describe_plan(self, *, timed: bool = False) -> str:
+        """What ``run`` would do, without running anything (``validate`` / ``--dry-run``);
+        ``timed`` adds a wall-time estimate from a short probe (:mod:`ntk_dist.study.estimate`)."""
         s, t = self.search, self.training
         n_points = self.n_points
         n_runs = n_points * t.seeds
@@ -178,15 +201,17 @@ class SweepSpec(SpecBase):
         size = min(s.parallel, n_points)
         points = set(zip(np.resize(widths, size), np.resize(etas, size), strict=True))
         point_jobs = [self.job(int(w), float(e), 0, "plan") for w, e in sorted(points)]
-        batches = len(plan_batches([job for job in point_jobs for _ in range(t.seeds)]))
+        round_batches = plan_batches([job for job in point_jobs for _ in range(t.seeds)])
+        batches = len(round_batches)
         cost = sum(mean_steps[w] * w for w in widths) / len(widths) * n_runs
+        per_width = f"{n_points / len(widths):.3g} points per width x {len(widths)} widths = "
         return "\n".join(
             [
                 f"sweep {self.name!r} (spec hash {self.spec_hash()[:12]})",
                 self._model_line(),
                 f"  search: {s.sampler} sampler, eta*lambda0 in [{s.eta_lambda0[0]}, "
-                f"{s.eta_lambda0[1]}], {n_points} points x {t.seeds} seeds = {n_runs} runs "
-                f"in {rounds} rounds of <= {s.parallel}",
+                f"{s.eta_lambda0[1]}], {per_width}{n_points} points x {t.seeds} seeds = "
+                f"{n_runs} runs in {rounds} rounds of <= {s.parallel}",
                 f"  training: {t.optimizer}, steps {t.steps} (mean per width: "
                 + ", ".join(f"{w}: {v:.0f}" for w, v in mean_steps.items())
                 + ")",
@@ -194,6 +219,32 @@ class SweepSpec(SpecBase):
                 f"({self.resources.num_cpus} CPU, {self.resources.num_gpus} GPU each)",
                 f"  estimated cost: {cost:.3g} width-steps",
             ]
+            + ([self._timed_line(round_batches, rounds, finish=estimate.FINISH_S)] if timed else [])
+        )
+
+    def _timed_line(self, round_batches, rounds: int, *, finish: float) -> str:
+        """The wall-time estimate of ``rounds`` rounds like ``round_batches``."""
+        slots = estimate.local_slots(self.resources.build())
+        # One probe per width, of one job: a step of a batch of k jobs is taken as k job-steps.
+        costs, per_round = {}, []
+        for batch in round_batches:
+            head = batch[0]
+            if head.width not in costs:
+                costs[head.width] = estimate.probe(batch[:1])
+            cost = costs[head.width]
+            per_round.append(cost.fixed_s + head.steps * cost.step_s * len(batch))
+        train = rounds * estimate.round_seconds(per_round, slots)
+        total = train + estimate.RAY_START_S + finish
+        probed = ", ".join(
+            f"width {w}: {c.fixed_s:.2g} s + {1e3 * c.step_s:.2g} ms/step"
+            for w, c in sorted(costs.items())
+        )
+        return (
+            f"  estimated wall time: {estimate.describe(total)} ({train:.0f} s training: "
+            f"{rounds} round(s) of {len(round_batches)} batch(es); probed per batch {probed}; "
+            f"assumes {slots} task slot(s) of "
+            f"{self.resources.num_cpus} CPU on this machine, {estimate.RAY_START_S:.0f} s to "
+            f"start Ray and {finish:.0f} s to finish)"
         )
 
 
@@ -288,8 +339,9 @@ class ExperimentSpec(SpecBase):
             for seed in range(t.seeds)
         ]
 
-    def describe_plan(self) -> str:
-        """What ``ntk-dist run`` would do (``--dry-run`` / ``validate``)."""
+    def describe_plan(self, *, timed: bool = False) -> str:
+        """What ``ntk-dist run`` would do (``--dry-run`` / ``validate``); ``timed`` adds a
+        wall-time estimate from a short probe (:mod:`ntk_dist.study.estimate`)."""
         t, m = self.training, self.model
         n_runs = len(m.widths) * t.seeds
         return "\n".join(
@@ -302,7 +354,19 @@ class ExperimentSpec(SpecBase):
                 "record steps",
                 f"  estimated cost: {n_runs * t.steps * float(np.mean(m.widths)):.3g} width-steps",
             ]
+            + ([self._timed_line()] if timed else [])
         )
+
+    def _timed_line(self) -> str:
+        jobs = self.jobs()
+        slots = estimate.local_slots(self.resources.build())
+        groups: dict = {}
+        for job in jobs:
+            groups[job.batch_key] = groups.get(job.batch_key, 0) + 1
+        # The experiment driver's batch size (distributed.execute.slot_batch_size).
+        size = min(DEFAULT_MAX_BATCH, max(1, -(-max(groups.values()) // (2 * slots))))
+        batches = plan_batches(jobs, max_batch=size)
+        return SweepSpec._timed_line(self, batches, 1, finish=estimate.FINISH_S)
 
 
 def spec_kind(data) -> str:
@@ -345,15 +409,30 @@ def load_spec(path) -> SweepSpec | ExperimentSpec:
     return parse_spec(data, str(path))
 
 
+def _keys_at(loc: tuple) -> list[str]:
+    """The keys the spec section at ``loc`` (a pydantic error location ending in the
+    unknown key) accepts; ``loc[0]`` is the union tag ("sweep" / "experiment")."""
+    model = ExperimentSpec if loc[0] == "experiment" else SweepSpec
+    for part in loc[1:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        inner = getattr(field, "annotation", None)
+        if not (isinstance(inner, type) and issubclass(inner, Section)):
+            return []
+        model = inner
+    return list(model.model_fields)
+
+
 def _describe(err: ValidationError, source: str) -> str:
     """One line per bad field: ``source: field.path[i]: what is wrong, got VALUE``.
 
     The alternatives of a union field (``steps``: an int or ``"auto"``) are merged into
     one line; pydantic's union-branch names are dropped from the path.
     """
-    found: dict[str, tuple[list[str], object]] = {}
+    found: dict[str, tuple[list[str], object, list[str]]] = {}
     for e in err.errors():
-        loc = ""
+        loc, hint = "", ""
         for part in e["loc"][1:]:  # [0] is the union tag ("sweep" / "experiment")
             if isinstance(part, int):
                 loc += f"[{part}]"
@@ -364,6 +443,10 @@ def _describe(err: ValidationError, source: str) -> str:
         msg = e["msg"].replace("Input should", "should").removeprefix("Value error, ")
         if e["type"] == "extra_forbidden":
             msg = "unknown key (check the spelling; see the spec reference in docs/specs.md)"
+            hint = validate.did_you_mean(e["loc"][-1], _keys_at(e["loc"]))
+        elif e["type"] == "literal_error":
+            options = re.findall(r"'([^']*)'", e.get("ctx", {}).get("expected", ""))
+            hint = validate.did_you_mean(e.get("input"), options)
         elif e["type"] == "missing":
             msg = "required field is missing"
         elif e["type"] in ("greater_than", "greater_than_equal"):
@@ -371,14 +454,17 @@ def _describe(err: ValidationError, source: str) -> str:
             bound = e.get("ctx", {}).get("gt", e.get("ctx", {}).get("ge"))
             positive = e["type"] == "greater_than" and bound == 0
             msg = f"must be a positive {kind}" if positive else f"must be >= {bound}"
-        msgs, value = found.setdefault(loc or "<root>", ([], e.get("input")))
+        msgs, value, hints = found.setdefault(loc or "<root>", ([], e.get("input"), []))
         if msg not in msgs:
             msgs.append(msg)
+        if hint and hint not in hints:
+            hints.append(hint)
     return "\n".join(
         # A rule across sections (loc <root>) names its fields itself; its input is the spec.
         f"{source}: {' or '.join(msgs)}"
         if loc == "<root>" and isinstance(value, dict)
         else f"{source}: {loc}: {' or '.join(msgs)}"
         + ("" if msgs == ["required field is missing"] else f", got {value!r}")
-        for loc, (msgs, value) in found.items()
+        + "".join(hints)
+        for loc, (msgs, value, hints) in found.items()
     )

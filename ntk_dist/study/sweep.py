@@ -13,6 +13,11 @@ trained again, so the dataset and the boundaries come out as in an uninterrupted
 sweep, each run exactly once.
 
 An exclusive ``flock`` on ``OUT/.lock`` keeps two drivers out of one directory.
+An object-store output (``s3://bucket/prefix``, :mod:`ntk_dist.core.storage`) is
+worked on as a staged local copy: part files, boundaries and figures are uploaded as
+whole objects when written, and ``study.journal`` after each ask and each tell of a
+round, so a driver whose disk is lost resumes from the remote copy alone, as after a
+crash (one driver per location: object stores have no lock).
 A full disk ends the run with a ValueError naming ``OUT`` (CLI exit code 2): part files
 are written whole or not at all, and a journal line cut short is trimmed on resume, so
 rerunning once space is freed resumes as after a crash.
@@ -20,6 +25,7 @@ rerunning once space is freed resumes as after a crash.
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +40,8 @@ from ntk_dist.core.files import (
     trim_torn_line,
     write_table_atomic,
 )
+from ntk_dist.core.storage import publish, staged
+from ntk_dist.distributed.runtime import ensure_ray
 from ntk_dist.study import trials as _trials
 from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_runs
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
@@ -45,7 +53,7 @@ from ntk_dist.study.spec import SweepSpec
 class SweepResult:
     """What a finished sweep returns: the output directory, all runs, the boundaries."""
 
-    out_dir: Path
+    out_dir: Path | str
     runs: pa.Table
     boundaries: pa.Table
     new_runs: int
@@ -58,6 +66,7 @@ def run_sweep(
     resume: bool = False,
     progress: bool = True,
     echo=print,
+    connect=None,
 ) -> SweepResult:
     """Run (or resume) a sweep to completion; see the module docstring.
 
@@ -67,13 +76,21 @@ def run_sweep(
       resume: require an existing sweep in ``out``.
       progress: show a tqdm progress bar on stderr.
       echo: where one-line status messages go.
+      connect: called once, before the first training job is submitted, to connect
+        to Ray (default :func:`ntk_dist.distributed.runtime.ensure_ray`); a rerun with
+        nothing left to train never calls it, so it starts no Ray.
 
     Returns:
-      :class:`SweepResult`.
+      :class:`SweepResult`; ``out_dir`` is the location as given (a Path or a URI).
     """
-    from ntk_dist.distributed.runtime import ensure_ray
+    location = output_dir(spec, out)
+    with staged(location) as local:
+        result = _sweep(spec, local, resume, progress, echo, connect)
+    result.out_dir = location
+    return result
 
-    out = output_dir(spec, out)
+
+def _sweep(spec: SweepSpec, out: Path, resume: bool, progress: bool, echo, connect):
     prepare_output(spec, out, resume=resume)
     with exclusive_lock(out), disk_full_as_usage_error(out):
         # Under our flock no other driver uses the journal, so a lock file left by a
@@ -82,31 +99,69 @@ def run_sweep(
         journal = out / _trials.JOURNAL
         journal.with_name(journal.name + ".lock").unlink(missing_ok=True)
         trim_torn_line(journal)
-        ensure_ray()
         study = _trials.open_study(spec, out)
         runs = _labelled(read_runs(out), spec)
         done = set(runs.column("run_key").to_pylist())
         settled = _trials.recover(study, spec, runs)
+        publish(journal)  # a remote output keeps the study with the runs (core.storage)
         if settled:
             echo(f"resumed: settled {settled} interrupted trial(s)")
         bar = progress_bar(progress, spec.n_points * spec.training.seeds, len(done))
         new = 0
         try:
             while (trials := _trials.next_round(spec, study)) is not None:
-                new += _train_round(spec, study, trials, out, done, bar)
+                publish(journal)  # the round's points, before any of it trains
+                new += _train_round(spec, study, trials, out, done, bar, connect)
+                publish(journal)
         finally:
             if bar is not None:
                 bar.close()
         runs = read_runs(out)
-        boundaries = estimate_boundaries(
-            runs, sweep=spec.name, early_steps=spec.training.early_steps
-        )
-        write_table_atomic(boundaries, out / "boundaries.parquet")
-        _figures(runs, boundaries, out, spec)
+        digest = _runs_digest(runs)
+        boundaries = _stored_boundaries(out, digest)
+        if boundaries is None or not _figures_drawn(out):
+            # A rerun of a finished sweep keeps both: estimates and figures are functions
+            # of the runs, and the digest says they were made from exactly these runs.
+            boundaries = estimate_boundaries(
+                runs, sweep=spec.name, early_steps=spec.training.early_steps
+            )
+            meta = {**(boundaries.schema.metadata or {}), _DIGEST_KEY: digest.encode()}
+            write_table_atomic(boundaries.replace_schema_metadata(meta), out / _BOUNDARIES)
+            _figures(runs, boundaries, out, spec)
         return SweepResult(out, runs, boundaries, new)
 
 
-def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> int:
+#: Schema metadata of ``boundaries.parquet``: sha256 of the run keys it was estimated from.
+_DIGEST_KEY = b"ntk_dist.runs_sha256"
+_FIGURE_STEMS = ("catapult", "phase_diagram", "critical")
+_BOUNDARIES = "boundaries.parquet"
+
+
+def _runs_digest(runs: pa.Table) -> str:
+    keys = "\n".join(sorted(runs.column("run_key").to_pylist()))
+    return hashlib.sha256(keys.encode()).hexdigest()
+
+
+def _stored_boundaries(out: Path, digest: str) -> pa.Table | None:
+    """``boundaries.parquet`` if it was estimated from runs of this ``digest``, else None."""
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(out / _BOUNDARIES)
+    except (OSError, pa.ArrowInvalid):
+        return None
+    stored = (table.schema.metadata or {}).get(_DIGEST_KEY)
+    return table if stored == digest.encode() else None
+
+
+def _figures_drawn(out: Path) -> bool:
+    from ntk_dist.analysis.plots import FORMATS
+
+    fig_dir = out / "figures"
+    return all((fig_dir / f"{s}.{f}").is_file() for s in _FIGURE_STEMS for f in FORMATS)
+
+
+def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar, connect) -> int:
     meta = {}
     jobs = []
     for trial in trials:
@@ -116,7 +171,10 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> i
             meta[key] = (trial.number, trial.user_attrs["round"], e)
             if key not in done:
                 jobs.append(spec.job(w, e, seed, key, d))
-    pending = submit_runs(spec, jobs)
+    pending = []
+    if jobs:
+        (connect or ensure_ray)()  # a no-op once connected
+        pending = submit_runs(spec, jobs)
     stored = store_finished_batches(pending, out, spec, meta, bar)
     done.update(stored)
     runs = _labelled(read_runs(out), spec)
@@ -158,15 +216,16 @@ def _figures(runs: pa.Table, boundaries: pa.Table, out: Path, spec: SweepSpec) -
 
     fig_dir = out / "figures"
     fig_dir.mkdir(exist_ok=True)
-    plot_catapult(runs, fig_dir / "catapult", title=spec.name)
+    catapult, phase_diagram, critical = _FIGURE_STEMS
+    plot_catapult(runs, fig_dir / catapult, title=spec.name)
     plot_phase_diagram(
         runs,
         boundaries,
-        fig_dir / "phase_diagram",
+        fig_dir / phase_diagram,
         title=spec.name,
         early_steps=spec.training.early_steps,
     )
-    plot_critical(boundaries, fig_dir / "critical", title=spec.name)
+    plot_critical(boundaries, fig_dir / critical, title=spec.name)
 
 
 def summary_table(boundaries: pa.Table) -> str:

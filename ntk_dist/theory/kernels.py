@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ntk_dist.core import validate
+from ntk_dist.core.dtypes import require_x64
 from ntk_dist.theory.activations import Activation
 from ntk_dist.theory.architecture import FC, resolve
 
@@ -102,6 +103,7 @@ def fc_kernel(
     if x2 is not None:
         validate.inputs(x2, "x2")
         validate.same_features(x1, x2)
+    require_x64("fc_kernel", x1, x2)  # float64 is never truncated silently (core.dtypes)
     dtype = _float_dtype(x1, x2)
     x1 = jnp.asarray(x1, dtype)
     if diagonal:

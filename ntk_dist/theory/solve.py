@@ -39,6 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ntk_dist.core import validate
+from ntk_dist.core.dtypes import require_x64
 from ntk_dist.core.tiling import tile_for_bytes, tiles
 from ntk_dist.theory import numerics
 from ntk_dist.theory.architecture import FC, resolve
@@ -276,6 +277,7 @@ def kernel_regression(
     Returns:
       :class:`Regression` in float64.
     """
+    require_x64("kernel_regression")  # it works in float64 throughout (core.dtypes)
     arch = resolve(arch, fields)
     validate.choice(kind, "kind", ("nngp", "ntk"))
     validate.choice(method, "method", METHODS)

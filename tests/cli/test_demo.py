@@ -7,12 +7,20 @@ import pytest
 
 from ntk_dist.cli.demo import kernel_demo
 
+SMALL = dict(n_nets=3, width=128, steps=150)
 
-def test_kernel_demo_small_run_agrees_with_the_ntk_gp(tmp_path):
-    n_nets = 3
-    s = kernel_demo(tmp_path / "demo", n_nets=n_nets, width=128, steps=150, verbose=False)
-    assert (tmp_path / "demo" / "finite_vs_infinite.png").stat().st_size > 10_000
-    assert json.loads((tmp_path / "demo" / "summary.json").read_text()) == s
+
+@pytest.fixture(scope="module")
+def small_demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo"
+    return out, kernel_demo(out, **SMALL, verbose=False)
+
+
+def test_kernel_demo_small_run_agrees_with_the_ntk_gp(small_demo):
+    n_nets = SMALL["n_nets"]
+    out, s = small_demo
+    assert (out / "finite_vs_infinite.png").stat().st_size > 10_000
+    assert json.loads((out / "summary.json").read_text()) == s
     # Each net's own lambda0 fluctuates O(n^{-1/2}) around the infinite-width value.
     assert abs(s["eta_lambda0_finite_mean"] - 1.0) < 0.25
     # The ensemble mean sits within 3 standard errors (RMS over the grid) of the NTK-GP mean,
@@ -33,3 +41,17 @@ def test_kernel_demo_rejects_bad_sizes(tmp_path, kwargs, match):
     with pytest.raises(ValueError, match=match):
         kernel_demo(tmp_path, **kwargs)
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_a_rerun_of_the_finished_demo_trains_nothing(small_demo, tmp_path, monkeypatch):
+    import shutil
+
+    shutil.copytree(small_demo[0], tmp_path / "demo")
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the finished demo was trained again")
+
+    monkeypatch.setattr("ntk_dist.models.networks.FCNetwork.from_arch", no_training)
+    assert kernel_demo(tmp_path / "demo", **SMALL, verbose=False) == small_demo[1]
+    with pytest.raises(AssertionError, match="trained again"):  # other arguments: a new run
+        kernel_demo(tmp_path / "demo", **{**SMALL, "steps": 151}, verbose=False)

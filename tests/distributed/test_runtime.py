@@ -57,3 +57,30 @@ def test_local_default_listens_on_loopback_only_with_token_auth():
     assert "dashboard" not in names.replace("DashboardA", "")  # the agent, not the dashboard
     assert report["port_8265"] == []  # Ray's dashboard port: nothing listens on it
     assert report["token_auth"] is True and report["gcs_auth_mode"] == ["token"], report
+
+
+def test_starting_ray_after_jax_prints_no_fork_warning(monkeypatch, recwarn):
+    # Ray's start forks (subprocess with a preexec_fn) only to exec its servers; JAX,
+    # once loaded, warns at every fork. A stand-in for ray.init that forks the same way:
+    import subprocess
+    import warnings
+
+    import jax.numpy as jnp
+    import ray
+
+    from ntk_dist.distributed.runtime import ensure_ray
+
+    jnp.ones(2).sum()  # JAX's threads are up
+    warnings.simplefilter("always")
+
+    def forking_init(**kwargs):
+        subprocess.run(["true"], preexec_fn=lambda: None, check=True)
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", forking_init)
+    with warnings.catch_warnings(record=True) as control:
+        warnings.simplefilter("always")
+        forking_init()
+    assert any("os.fork()" in str(w.message) for w in control)  # the warning exists
+    assert ensure_ray(address="auto")
+    assert not [w for w in recwarn if "os.fork()" in str(w.message)]

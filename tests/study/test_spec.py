@@ -147,3 +147,27 @@ def test_optimizer_and_batch_size_are_checked_at_load():
     with pytest.raises(ValueError, match=r"do not fit together: batch_size \(4\) must be <="):
         parse_spec({**_with(("training", "optimizer"), "sgd"), "training": {
             "optimizer": "sgd", "batch_size": 4}}, "f.yaml")  # fmt: skip
+
+
+def test_points_per_width_says_per_width_and_keeps_the_hash_of_n_trials():
+    base = {"name": "p", "model": {"kind": "toy", "widths": [64, 128, 256]}}
+    new = parse_spec({**base, "search": {"points_per_width": 5}})
+    with pytest.warns(FutureWarning, match="search.n_trials .* is deprecated.*points_per_width"):
+        old = parse_spec({**base, "search": {"n_trials": 15}})
+    assert new.n_points == old.n_points == 15
+    assert new.spec_hash() == old.spec_hash()  # one plan, one hash: stored results resume
+    assert new.spec_hash() != parse_spec({**base, "search": {"points_per_width": 6}}).spec_hash()
+    # the default is unchanged (64 points over all widths), hash included
+    assert parse_spec(base).n_points == 64
+    with pytest.warns(FutureWarning):
+        assert (
+            parse_spec(base).spec_hash()
+            == parse_spec({**base, "search": {"n_trials": 64}}).spec_hash()
+        )
+    with pytest.raises(ValueError, match="points_per_width or the deprecated search.n_trials"):
+        parse_spec({**base, "search": {"points_per_width": 5, "n_trials": 15}})
+
+
+def test_the_shipped_demo_keeps_the_hash_its_stored_results_carry():
+    # sha256 of the demo spec before points_per_width existed (n_trials: 48, 2 widths)
+    assert load_spec("sweeps/demo.yaml").spec_hash().startswith("3b56bc7547c17f86")
