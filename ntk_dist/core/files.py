@@ -29,6 +29,18 @@ def temp_path(path) -> Path:
     return path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
 
 
+def remove_temp_files(root) -> list[Path]:
+    """Delete what killed atomic writers left under ``root`` (:data:`TEMP_PATTERN`).
+
+    Call it only as the directory's one writer (under :func:`exclusive_lock`): a temporary
+    file is then never a write in progress. Returns the removed paths.
+    """
+    removed = [p for p in sorted(Path(root).rglob(TEMP_PATTERN)) if p.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def fsync_dir(path) -> None:
     """fsync the directory ``path`` (makes a rename or a new file inside it durable)."""
     fd = os.open(path, os.O_RDONLY)

@@ -30,6 +30,7 @@ from ntk_dist.analysis.boundaries import estimate_boundaries
 from ntk_dist.core.files import (
     disk_full_as_usage_error,
     exclusive_lock,
+    remove_temp_files,
     trim_torn_line,
     write_table_atomic,
 )
@@ -82,6 +83,7 @@ def run_sweep(
         journal = out / _trials.JOURNAL
         journal.with_name(journal.name + ".lock").unlink(missing_ok=True)
         trim_torn_line(journal)
+        remove_temp_files(out)  # a part file a kill cut short was never a part file
         ensure_ray()
         study = _trials.open_study(spec, out)
         runs = read_runs(out)

@@ -12,9 +12,11 @@ boundary sampler needs and optuna-dashboard can plot; "best trial" in the dashbo
 is only the lowest such code and has no further meaning.
 
 Resume: trials a crash left RUNNING are settled by :func:`recover`. One whose runs are
-all in the dataset is told COMPLETE from them; any other is told FAIL and re-enqueued
-with the same params, round and round size. The round is then completed with the same
-number of trials. Since the boundary sampler is a pure function of (finished trials,
+all in the dataset is told COMPLETE from them; any other is re-enqueued with the same
+params, round and round size and told FAIL. The round is then completed with the same
+number of trials. Nothing is decided from flags: every step re-derives what is missing
+from the dataset and the study, so a crash inside the recovery itself resumes the same
+way. Since the boundary sampler is a pure function of (finished trials,
 pending points), a resumed sweep asks the same points as an uninterrupted one.
 """
 
@@ -32,7 +34,7 @@ from optuna.trial import TrialState
 
 from ntk_dist.analysis.phases import PHASE_CODES
 from ntk_dist.study.samplers import make_sampler
-from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM, grid_points
+from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
 
 JOURNAL = "study.journal"
@@ -76,29 +78,43 @@ def tell(study: optuna.Study, trial_number: int, phases: list[str]) -> None:
 
 
 def recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
-    """Settle trials a crash left RUNNING (module docstring); returns how many."""
+    """Settle trials a crash left RUNNING (module docstring); returns how many.
+
+    Idempotent: a crash between any two of its storage writes resumes to the same study.
+    A trial is settled from the dataset (its phases are re-derived, never trusted from a
+    half-finished tell), and the copy of a lost trial is enqueued *before* the trial is
+    told FAIL, in one journal record that names the trial it replaces
+    (``user_attrs["replaces"]``), so a second pass never enqueues a second copy.
+    """
+    trials = study.get_trials(deepcopy=False)
+    replaced = {t.user_attrs["replaces"] for t in trials if "replaces" in t.user_attrs}
     settled = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        phases = phases_of(runs, point_keys(spec, t.params)) if len(t.params) == 2 else None
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        params = trial_params(t)
+        phases = phases_of(runs, point_keys(spec, params)) if params else None
         if phases is not None:
             tell(study, t.number, phases)
         else:
-            study.tell(t.number, state=TrialState.FAIL)
-            if len(t.params) == 2:
+            if params and t.number not in replaced:
                 # A kill between ask and set_user_attr leaves the round attrs unset;
                 # such a trial belongs to the round planned last (next_round).
                 planned = dict(
                     zip(("round", "round_size"), study.user_attrs["round_plan"], strict=True)
                 )
-                study.enqueue_trial(
-                    t.params, user_attrs={**planned, **_round_attrs(t)}, skip_if_exists=False
-                )
+                attrs = {**planned, **_round_attrs(t), "replaces": t.number}
+                study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+            study.tell(t.number, state=TrialState.FAIL)
         settled += 1
-    if spec.search.sampler == "grid" and not study.user_attrs.get("grid_enqueued"):
-        for point in grid_points(spec.search_view):
-            study.enqueue_trial(point)
-        study.set_user_attr("grid_enqueued", True)
     return settled
+
+
+def trial_params(trial) -> dict:
+    """The trial's point {width, eta_lambda0}: its params, or the enqueued params of a
+    trial popped from the queue and killed before they were set; {} if not both known."""
+    params = trial.params if len(trial.params) == 2 else trial.system_attrs.get("fixed_params")
+    return dict(params) if params and {WIDTH_PARAM, ETA_PARAM} <= set(params) else {}
 
 
 def _round_attrs(trial) -> dict:
