@@ -22,6 +22,8 @@ N_TRIALS, PARALLEL, SEEDS = 12, 4, 2  # three rounds of four points
 NO_RUNS = pa.table({"run_key": pa.array([], pa.string()), "phase": pa.array([], pa.string())})
 #: Rounds a driver may take before the test calls it stuck (a sweep here needs three).
 MAX_ROUNDS = 10
+
+
 def _label(eta_lambda0: float) -> str:
     return "lazy" if eta_lambda0 < 2 else "catapult" if eta_lambda0 < 4 else "divergent"
 
