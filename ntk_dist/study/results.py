@@ -40,6 +40,11 @@ from ntk_dist.core.provenance import versions
 from ntk_dist.engine.records import RECORD_SCHEMA
 
 RUNS_DIR = "runs"
+#: What to do about a bad part file (``ntk_dist.study.verify``).
+REPAIR_HINT = (
+    "`ntk-dist check --repair OUT` moves it to OUT/quarantine/ and the next `ntk-dist run` "
+    "retrains its runs"
+)
 
 _SWEEP_COLUMNS = [
     ("sweep", pa.string(), "sweep name (spec.name)"),
@@ -122,12 +127,37 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
                 f"{spec.spec_hash()[:12]}); use a new --out, or delete {out} to start over"
             )
         return
-    if resume:
+    made_by = part_spec_hashes(out)
+    if made_by - {spec.spec_hash()}:
+        raise ValueError(
+            f"{hash_file} is missing, but the runs in {out / RUNS_DIR} were made by spec "
+            f"{sorted(h[:12] for h in made_by)}, not by this spec ({spec.spec_hash()[:12]}); "
+            f"use a new --out, or rerun with the spec that made them"
+        )
+    if resume and not made_by:
         raise ValueError(f"--resume: {out} holds no sweep to resume (no {hash_file.name})")
     ensure_writable_dir(out, name="output directory", fix="choose another --out")
     with disk_full_as_usage_error(out):
         write_text_atomic(spec.to_yaml(), spec_file)
         write_text_atomic(spec.spec_hash() + "\n", hash_file)
+
+
+def part_spec_hashes(out) -> set[str]:
+    """The spec hashes the part files of ``OUT/runs/`` say they belong to: their metadata
+    (:func:`part_metadata`), or for a part file without it, its ``spec_hash`` column.
+    Unreadable files are skipped (``ntk-dist check`` names them)."""
+    hashes: set[str] = set()
+    runs = Path(out) / RUNS_DIR
+    for part in sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []:
+        try:
+            meta = pq.read_schema(part).metadata or {}
+            if b"ntk_dist.spec_hash" in meta:
+                hashes.update(meta[b"ntk_dist.spec_hash"].decode().split(","))
+            else:
+                hashes.update(pq.read_table(part, columns=["spec_hash"])[0].to_pylist())
+        except (pa.ArrowException, OSError, ValueError):
+            continue
+    return hashes
 
 
 def read_spec_data(out) -> dict:
@@ -169,9 +199,18 @@ def append_runs(out_dir, table: pa.Table) -> Path:
             f"runs table lacks RUN_SCHEMA columns {missing}; build rows with add_run_columns"
         )
     table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
+    table = table.replace_schema_metadata(part_metadata(table))
     runs = Path(out_dir) / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
+    path = runs / f"part-{uuid.uuid4().hex}.parquet"
+    return write_table_atomic(table, path, checksums=out_dir)
+
+
+def part_metadata(table: pa.Table) -> dict[str, str]:
+    """Key-value metadata of a part file: the spec hash of its runs, so that a directory
+    whose ``spec.sha256`` was deleted still knows its spec (``ntk_dist.study.verify``)."""
+    hashes = sorted(set(table.column("spec_hash").to_pylist()))
+    return {"ntk_dist.spec_hash": ",".join(hashes)}
 
 
 def read_runs(out_dir) -> pa.Table:
@@ -188,12 +227,12 @@ def read_runs(out_dir) -> pa.Table:
     for part in parts:
         try:
             names = pq.read_schema(part).names
-            table = pq.read_table(part, schema=RUN_SCHEMA)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
+            table = pq.read_table(part, schema=RUN_SCHEMA, page_checksum_verification=True)
+        except (pa.ArrowException, OSError, ValueError) as err:  # UnicodeDecodeError too
+            raise ValueError(f"{part}: unreadable Parquet file ({err}); {REPAIR_HINT}") from None
         missing = [n for n in RUN_SCHEMA.names if n not in names]
         if missing:
-            raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+            raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; {REPAIR_HINT}")
         tables.append(table)
     if not tables:
         return RUN_SCHEMA.empty_table()

@@ -40,6 +40,7 @@ from ntk_dist.study.driver import progress_bar, store_finished_batches
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
 from ntk_dist.study.search import ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
+from ntk_dist.study.verify import repair
 
 
 @dataclass
@@ -84,16 +85,25 @@ def run_sweep(
         journal.with_name(journal.name + ".lock").unlink(missing_ok=True)
         trim_torn_line(journal)
         remove_temp_files(out)  # a part file a kill cut short was never a part file
+        bad_lines = _trials.journal_problems(journal)
+        if bad_lines:
+            raise ValueError(bad_lines[0])
+        repair(out, echo)  # corrupt part files to quarantine/: their runs are lost_runs
         ensure_ray()
         study = _trials.open_study(spec, out)
+        _trials.check_spec_identity(study, spec, out)
         runs = read_runs(out)
         done = set(runs.column("run_key").to_pylist())
         settled = _trials.recover(study, spec, runs)
         if settled:
             echo(f"resumed: settled {settled} interrupted trial(s)")
+        lost = _trials.lost_runs(study, spec, done)
         bar = progress_bar(progress, spec.n_points * spec.training.seeds, len(done))
         new = 0
         try:
+            if lost:
+                echo(f"retraining {len(lost)} run(s) of complete trials missing from {out}/runs")
+                new += _train(spec, lost, out, done, bar)
             while (trials := _trials.next_round(spec, study)) is not None:
                 new += _train_round(spec, study, trials, out, done, bar)
         finally:
@@ -107,17 +117,13 @@ def run_sweep(
 
 
 def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> int:
-    meta = {}
-    jobs = []
-    for trial in trials:
-        w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
-        for seed, key in enumerate(spec.run_keys(w, e)):
-            meta[key] = (trial.number, trial.user_attrs["round"], e)
-            if key not in done:
-                jobs.append(spec.job(w, e, seed, key))
-    pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
-    stored = store_finished_batches(pending, out, spec, meta, bar)
-    done.update(stored)
+    todo = [
+        (trial, key, seed)
+        for trial in trials
+        for seed, key in enumerate(_trials.point_keys(spec, trial.params))
+        if key not in done
+    ]
+    stored = _train(spec, todo, out, done, bar)
     runs = read_runs(out)
     for trial in trials:
         _trials.tell(
@@ -125,6 +131,19 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar) -> i
         )
     if bar is not None:
         bar.set_postfix_str(_estimates(runs, spec))
+    return stored
+
+
+def _train(spec: SweepSpec, todo: list[tuple], out: Path, done: set, bar) -> int:
+    """Train the runs ``todo`` ((trial, run key, seed) each) into ``OUT/runs/``."""
+    meta, jobs = {}, []
+    for trial, key, seed in todo:
+        w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
+        meta[key] = (trial.number, trial.user_attrs["round"], e)
+        jobs.append(spec.job(w, e, seed, key))
+    pending = submit_jobs(jobs, resources=spec.resources.build()) if jobs else []
+    stored = store_finished_batches(pending, out, spec, meta, bar)
+    done.update(stored)
     return len(stored)
 
 

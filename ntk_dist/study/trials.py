@@ -22,6 +22,7 @@ pending points), a resumed sweep asks the same points as an uninterrupted one.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,61 @@ def open_study(spec: SweepSpec, out: Path) -> optuna.Study:
         direction="minimize",
         load_if_exists=True,
     )
+
+
+def journal_problems(path) -> list[str]:
+    """One problem per line of the Optuna journal ``path`` that is not a journal record
+    (a JSON object with an ``op_code``), naming the file and the line. A torn last line
+    (no newline: a kill mid-append) is not a problem; the driver trims it.
+
+    Optuna replays the log in order and stops at the first bad line, and every later
+    append would go after it, so the driver refuses to open a journal with problems.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    problems = []
+    for number, raw in enumerate(lines[:-1], 1):  # lines[-1]: b"" or a torn line
+        try:
+            ok = isinstance(record := json.loads(raw.decode("utf-8")), dict) and isinstance(
+                record.get("op_code"), int
+            )
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            ok = False
+        if not ok:
+            shown = raw[:60].decode("utf-8", "replace")
+            problems.append(
+                f"{path}: line {number} is not an Optuna journal record ({shown!r}); the study "
+                "cannot be replayed past it: delete that line if something other than "
+                "ntk-dist wrote it, or restore the file from a copy"
+            )
+    return problems
+
+
+def check_spec_identity(study: optuna.Study, spec: SweepSpec, out: Path) -> None:
+    """Record the spec hash in a new study, or refuse one made from another spec (the
+    guard that holds when ``spec.sha256`` was deleted before any part file existed)."""
+    stored = study.user_attrs.get("spec_hash")
+    if stored is None:
+        study.set_user_attr("spec_hash", spec.spec_hash())
+    elif stored != spec.spec_hash():
+        raise ValueError(
+            f"{Path(out) / JOURNAL} holds the study of another spec (hash {stored[:12]}, this "
+            f"spec {spec.spec_hash()[:12]}); use a new --out, or rerun with that spec"
+        )
+
+
+def lost_runs(study: optuna.Study, spec: SweepSpec, done: set) -> list[tuple]:
+    """Runs of COMPLETE trials missing from the dataset (a corrupt part file moved to
+    quarantine): (trial, key, seed) for each, to be retrained with the trial's params."""
+    lost = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        params = trial_params(t)
+        for seed, key in enumerate(point_keys(spec, params) if params else []):
+            if key not in done:
+                lost.append((t, key, seed))
+    return lost
 
 
 def point_keys(spec: SweepSpec, params: dict) -> list[str]:

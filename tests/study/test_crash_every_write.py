@@ -1,7 +1,7 @@
 """Resume is idempotent at every storage operation, the recovery steps included.
 
 The driver is "killed" at the k-th storage write of a sweep (an Optuna journal append, a
-part file, the boundary table) for every k, then rerun; and a resume that has recovery
+part file, its checksum line, the boundary table) for every k, then rerun; and a resume that has recovery
 work to do (trials left RUNNING, a round half trained) is killed at each of its own
 writes in turn and rerun. Every time, the dataset and the boundaries must equal those of
 an undisturbed sweep.
@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 import pytest
 from optuna.storages.journal import JournalFileBackend
 
+from ntk_dist.core import files
 from ntk_dist.core.files import temp_path
 from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.study import results, sweep
@@ -70,13 +71,20 @@ def harness(tiny_sweep, tiny_sweep_spec, monkeypatch):
         append_logs(self, logs)
 
     def table_write(write):
-        def wrapped(table, path):
+        def wrapped(table, path, **options):
             hit("part" if path.name.startswith("part-") else "table", path)
-            return write(table, path)
+            return write(table, path, **options)
 
         return wrapped
 
+    append_line = files.append_line
+
+    def manifest_write(path, line):  # the checksum line, written before the rename
+        hit("checksum")
+        append_line(path, line)
+
     monkeypatch.setattr(JournalFileBackend, "append_logs", journal_write)
+    monkeypatch.setattr(files, "append_line", manifest_write)
     monkeypatch.setattr(results, "write_table_atomic", table_write(results.write_table_atomic))
     monkeypatch.setattr(sweep, "write_table_atomic", table_write(sweep.write_table_atomic))
     spec = parse_spec(tiny_sweep_spec)
