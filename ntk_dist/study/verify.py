@@ -117,7 +117,7 @@ def repair(out, echo=print) -> int:
     """Quarantine every bad part file of ``out`` (:func:`bad_parts`), naming each with
     its problem via ``echo``; returns how many were moved."""
     bad, _, _ = bad_parts(out)
-    for part, problem in bad.items():
+    for problem in bad.values():
         echo(f"{problem}: moved to {Path(out) / QUARANTINE}/, its runs will be retrained")
     quarantine(out, list(bad))
     return len(bad)

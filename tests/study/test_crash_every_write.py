@@ -1,8 +1,8 @@
 """Resume is idempotent at every storage operation, the recovery steps included.
 
-The driver is "killed" at the k-th storage write of a sweep (an Optuna journal append, a
-part file, its checksum line, the boundary table) for every k, then rerun; and a resume that has recovery
-work to do (trials left RUNNING, a round half trained) is killed at each of its own
+The driver is "killed" at the k-th storage write of a sweep (an Optuna journal append,
+a part file, its checksum line, the boundary table) for every k, then rerun; and a resume
+that has recovery work to do (trials left RUNNING, a round half trained) is killed at each of its own
 writes in turn and rerun. Every time, the dataset and the boundaries must equal those of
 an undisturbed sweep.
 
