@@ -2,9 +2,9 @@
 
 The driver is "killed" at the k-th storage write of a sweep (an Optuna journal append,
 a part file, its checksum line, the boundary table) for every k, then rerun; and a resume
-that has recovery work to do (trials left RUNNING, a round half trained) is killed at each of its own
-writes in turn and rerun. Every time, the dataset and the boundaries must equal those of
-an undisturbed sweep.
+that has recovery work to do (trials left RUNNING, a round half trained) is killed at
+each of its own writes in turn and rerun. Every time, the dataset and the boundaries
+must equal those of an undisturbed sweep.
 
 The kill is :class:`Crash`, a BaseException raised *instead of* the write, which nothing
 in ntk_dist catches. A part-file write also leaves the hidden temporary file a SIGKILL
