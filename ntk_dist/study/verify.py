@@ -1,17 +1,17 @@
 """Verification of stored tables and the repair of a results directory.
 
-A part file of ``OUT/runs/`` is good when (in this order):
+A part file of ``OUT/runs/`` is good when:
 
-1. its sha256 equals one recorded in ``OUT/checksums.jsonl`` when it was written
+1. every page decodes, with its CRC32 checked where the writer stored one;
+2. it has the columns and types of :data:`ntk_dist.study.results.RUN_SCHEMA`, no nulls
+   where none are allowed;
+3. its sha256 equals one recorded in ``OUT/checksums.jsonl`` when it was written
    (:mod:`ntk_dist.core.integrity`); a part file that says it was checksummed (its
    metadata holds ``ntk_dist.spec_hash``) but has no line is a problem too, since the
-   manifest was cut or edited;
-2. every page decodes, with its CRC32 checked where the writer stored one;
-3. it has the columns and types of :data:`ntk_dist.study.results.RUN_SCHEMA`, no nulls
-   where none are allowed.
+   manifest was cut or edited.
 
 Legacy part files (written before checksums: no manifest, no metadata) are verified by
-2 and 3 only ("verified by content only").
+1 and 2 only ("verified by content only").
 
 Repair (``ntk-dist check --repair OUT``, and every ``ntk-dist run`` on resume): bad part
 files are moved to ``OUT/quarantine/`` (never deleted: the bytes are kept for a
@@ -69,12 +69,12 @@ def part_problem(out: Path, part: Path, entries) -> str | None:
 
     ``entries``: :func:`ntk_dist.core.integrity.read_manifest` of ``out``.
     """
-    bad = checksum_problem(out, part, entries)
-    if bad:
-        return bad
     problems = table_problems(part, RUN_SCHEMA)
     if problems:
         return "; ".join(problems)
+    bad = checksum_problem(out, part, entries)
+    if bad:
+        return bad
     recorded = entries is not None and part.relative_to(out).as_posix() in entries
     if not recorded and _SPEC_KEY in (pq.read_schema(part).metadata or {}):
         return f"{part}: no checksum recorded in {out / 'checksums.jsonl'} (cut or edited)"
