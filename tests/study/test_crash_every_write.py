@@ -8,13 +8,11 @@ must equal those of an undisturbed sweep.
 
 The kill is :class:`Crash`, a BaseException raised *instead of* the write, which nothing
 in ntk_dist catches. A part-file write also leaves the hidden temporary file a SIGKILL
-mid-write leaves. Training is replaced by records of the session's tiny sweep (the same
-spec, so the same run keys), looked up by run key: a resumed sweep that asked a point
-the undisturbed one did not ask fails the lookup.
+mid-write leaves. Training is replaced by records of the session's tiny sweep
+(``stub_training``): a resumed sweep that asked a point the undisturbed one did not ask
+fails the lookup.
 """
 
-import functools
-import os
 from contextlib import contextmanager
 
 import pyarrow as pa
@@ -24,7 +22,6 @@ from optuna.storages.journal import JournalFileBackend
 
 from ntk_dist.core import files
 from ntk_dist.core.files import temp_path
-from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.study import results, sweep
 from ntk_dist.study.results import read_runs
 from ntk_dist.study.spec import parse_spec
@@ -38,23 +35,10 @@ class Crash(BaseException):
 
 
 @pytest.fixture
-def harness(tiny_sweep, tiny_sweep_spec, monkeypatch):
+def harness(stub_training, tiny_sweep_spec, monkeypatch):
     """(run, writes): ``run(out, crash_at=k)`` runs the tiny sweep with stubbed training,
     raising Crash at the k-th storage write; ``writes()`` lists the kinds of the writes
     of the last run ("journal", "part", "table")."""
-    import ray
-
-    records = tiny_sweep.runs.select(RECORD_SCHEMA.names)
-    by_key = {k: i for i, k in enumerate(records.column("tag").to_pylist())}
-
-    def submit(jobs, resources=None):  # one batch (one part file) per job
-        return [ray.put(records.take([by_key[j.tag]])) for j in jobs]
-
-    monkeypatch.setattr(sweep, "submit_jobs", submit)
-    monkeypatch.setattr(sweep, "_figures", lambda *a: None)
-    # Speed only: durability is not under test (nothing here survives a power cut).
-    monkeypatch.setattr(os, "fsync", lambda fd: None)
-    monkeypatch.setattr(results, "versions", functools.cache(results.versions))
     state = {"writes": [], "crash_at": None}
 
     def hit(what, path=None):
