@@ -166,15 +166,12 @@ def read_spec_data(out) -> dict:
     Raises:
       ValueError: naming the file, when it is missing, not YAML or not a mapping.
     """
-    import yaml
+    from ntk_dist.core.safe_yaml import load_yaml
 
     path = Path(out) / SPEC_FILE
     if not path.is_file():
         raise ValueError(f"{path}: missing (the spec this directory was made from)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of spec sections, got {type(raw).__name__}")
     return raw
