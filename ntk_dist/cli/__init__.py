@@ -4,7 +4,8 @@ Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` to a callable
 ``func(args) -> int``. Bad input (a ValueError from validation) prints one line
 naming the field and the fix, and exits with code 2; argparse's own usage errors
-exit 2 as well.
+exit 2 as well. A batch that failed after all its retries exits 1; Ctrl-C exits 130 and
+SIGTERM 143, both after a clean shutdown, saying that rerunning resumes.
 """
 
 from __future__ import annotations
@@ -32,16 +33,48 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def handle_sigterm() -> None:
+    """Turn SIGTERM into :class:`ntk_dist.core.errors.Terminated` in the main thread (a
+    clean shutdown, like Ctrl-C). Called again after Ray starts, which installs its own."""
+    import signal
+    import threading
+
+    from ntk_dist.core.errors import Terminated
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, terminate)
+
+
 def main(argv: list[str] | None = None) -> int:
+    from ntk_dist.core.errors import RESUME_HINT, ResumableError, Terminated
+
     args = build_parser().parse_args(argv)
+    handle_sigterm()
+    prefix = f"ntk-dist {args.command}"
     try:
         return int(args.func(args) or 0)
     except ValueError as err:  # validation errors name the field and the fix
-        print(f"ntk-dist {args.command}: error: {err}", file=sys.stderr)
+        print(f"{prefix}: error: {err}", file=sys.stderr)
         return 2
+    except PermissionError as err:
+        print(
+            f"{prefix}: error: permission denied: {err.filename}; make it writable and rerun "
+            "the same command to resume",
+            file=sys.stderr,
+        )
+        return 2
+    except ResumableError as err:
+        print(f"{prefix}: error: {err}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
-        print(f"ntk-dist {args.command}: interrupted", file=sys.stderr)
+        print(f"{prefix}: interrupted; {RESUME_HINT}", file=sys.stderr)
         return 130
+    except Terminated:
+        print(f"{prefix}: terminated (SIGTERM); {RESUME_HINT}", file=sys.stderr)
+        return 143
 
 
 if __name__ == "__main__":

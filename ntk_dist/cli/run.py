@@ -18,7 +18,7 @@ def _quiet(verbose: bool) -> None:
 def _run(args) -> int:
     _quiet(args.verbose)
     from ntk_dist.study.results import output_dir, prepare_output
-    from ntk_dist.study.spec import ExperimentSpec, load_spec
+    from ntk_dist.study.spec import load_spec
 
     spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
@@ -27,11 +27,25 @@ def _run(args) -> int:
         print(f"  output: {out} (nothing written: --dry-run)")
         return 0
     prepare_output(spec, out, resume=args.resume)  # fails before Ray starts
+    from ntk_dist.cli import handle_sigterm
     from ntk_dist.distributed.runtime import ensure_ray
+
+    started = ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
+    handle_sigterm()  # Ray replaced the handler
+    try:
+        return _execute(spec, out, args)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()  # stops the local instance's agents with the driver
+
+
+def _execute(spec, out, args) -> int:
     from ntk_dist.study.experiments import run_experiment
+    from ntk_dist.study.spec import ExperimentSpec
     from ntk_dist.study.sweep import run_sweep, summary_table
 
-    ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose)
     if isinstance(spec, ExperimentSpec):
         runs = run_experiment(spec, out, resume=args.resume, progress=not args.no_progress)
         print(f"{runs.num_rows} runs in {out / 'runs'}; reference: {out / 'reference.parquet'}")

@@ -24,6 +24,7 @@ Layout of an output directory ``OUT``:
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -126,6 +127,7 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
                 f"{out} holds a sweep of a different spec (hash {old[:12]}, this spec "
                 f"{spec.spec_hash()[:12]}); use a new --out, or delete {out} to start over"
             )
+        _check_writable(out)
         return
     made_by = part_spec_hashes(out)
     if made_by - {spec.spec_hash()}:
@@ -140,6 +142,16 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
     with disk_full_as_usage_error(out):
         write_text_atomic(spec.to_yaml(), spec_file)
         write_text_atomic(spec.spec_hash() + "\n", hash_file)
+
+
+def _check_writable(out: Path) -> None:
+    """Before a resume trains anything: the files it will append to are writable."""
+    ensure_writable_dir(out, name="output directory", fix="make it writable and rerun")
+    if (out / RUNS_DIR).is_dir():
+        ensure_writable_dir(out / RUNS_DIR, name="runs directory", fix="make it writable and rerun")
+    for name in ("study.journal", "checksums.jsonl"):
+        if (out / name).exists() and not os.access(out / name, os.W_OK):
+            raise ValueError(f"{out / name} is not writable; make it writable and rerun")
 
 
 def part_spec_hashes(out) -> set[str]:
