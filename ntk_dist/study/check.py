@@ -286,7 +286,7 @@ def _check_gram(out: Path) -> CheckReport:
     import numpy as np
 
     from ntk_dist.core.tiling import tiles
-    from ntk_dist.distributed.gram_store import COMPLETE, LOG, MANIFEST
+    from ntk_dist.distributed.gram_store import COMPLETE, LOG, MANIFEST, tile_problems
 
     problems = _temp_files(out)
     try:
@@ -307,17 +307,27 @@ def _check_gram(out: Path) -> CheckReport:
             continue
         if arr.shape != shape or arr.dtype != dtype:
             problems.append(f"{path}: shape {arr.shape} {arr.dtype}, manifest says {shape} {dtype}")
+    arrays = {}
+    for kind in kinds:
+        try:
+            arrays[kind] = np.load(out / f"{kind}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            arrays = {}  # named above
+            break
     grid = set(tiles(n1, n2, b, square))
     done = set()
     log = out / LOG
     lines = log.read_text().splitlines() if log.exists() else []
     for i, line in enumerate(lines):
-        parts = line.split()
+        parts = line.split()[:2]  # "i j sha256" ("i j" before digests)
         tile = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
         if tile in grid:
             done.add(tile)
         elif i < len(lines) - 1 or (out / COMPLETE).exists():  # a torn last line is normal
             problems.append(f"{log}: line {i + 1} {line!r} is not a tile of the {b}-tile grid")
+    if arrays and all(a.shape == shape for a in arrays.values()):
+        problems += [f"{out / LOG}: {p}" for p in tile_problems(arrays, lines, step=b * k,
+                                                                  square=square)]  # fmt: skip
     complete = (out / COMPLETE).exists()
     if complete and done != grid:
         problems.append(
