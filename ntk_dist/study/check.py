@@ -37,7 +37,12 @@ import pyarrow.parquet as pq
 
 from ntk_dist.study.results import REPAIR_HINT, RUN_SCHEMA, RUNS_DIR, read_spec_data
 from ntk_dist.study.spec import parse_spec, spec_kind
-from ntk_dist.study.verify import QUARANTINE, bad_parts, table_problems
+from ntk_dist.study.verify import (
+    QUARANTINE,
+    bad_parts,
+    other_checksum_problems,
+    table_problems,
+)
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
 TEMP_PATTERNS = (".tmp-*", "*.tmp", ".write-test-*", ".write-probe")
@@ -118,6 +123,7 @@ def _check_runs_dir(out: Path) -> CheckReport:
     state = ""
     if not experiment:
         state = _check_study(out, spec, runs, problems)
+        problems += other_checksum_problems(out)
         problems += table_problems(out / "boundaries.parquet", _boundary_schema(), optional=True)
     else:
         for path in sorted(out.rglob("*.parquet")):

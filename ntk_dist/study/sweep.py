@@ -28,12 +28,14 @@ import pyarrow as pa
 
 from ntk_dist.analysis.boundaries import estimate_boundaries
 from ntk_dist.core.files import (
+    append_line,
     disk_full_as_usage_error,
     exclusive_lock,
     remove_temp_files,
     trim_torn_line,
     write_table_atomic,
 )
+from ntk_dist.core.integrity import MANIFEST, manifest_line
 from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study import trials as _trials
 from ntk_dist.study.driver import progress_bar, store_finished_batches
@@ -111,7 +113,7 @@ def run_sweep(
                 bar.close()
         runs = read_runs(out)
         boundaries = estimate_boundaries(runs, sweep=spec.name)
-        write_table_atomic(boundaries, out / "boundaries.parquet")
+        write_table_atomic(boundaries, out / "boundaries.parquet", checksums=out)
         _figures(runs, boundaries, out, spec)
         return SweepResult(out, runs, boundaries, new)
 
@@ -166,6 +168,9 @@ def _figures(runs: pa.Table, boundaries: pa.Table, out: Path, spec: SweepSpec) -
     fig_dir.mkdir(exist_ok=True)
     plot_catapult(runs, fig_dir / "catapult", title=spec.name)
     plot_phase_diagram(runs, boundaries, fig_dir / "phase_diagram", title=spec.name)
+    for figure in sorted(fig_dir.iterdir()):  # drawn whole (atomic), then recorded
+        if figure.is_file():
+            append_line(out / MANIFEST, manifest_line(out, figure, figure))
 
 
 def summary_table(boundaries: pa.Table) -> str:

@@ -42,12 +42,12 @@ def table_problems(path: Path, schema: pa.Schema | None, *, optional: bool = Fal
         return [] if optional else [f"{path}: missing"]
     try:
         table = pq.read_table(path, page_checksum_verification=True)  # every page
+        have = {f.name: f for f in table.schema}  # names decode as UTF-8, or raise
     except (pa.ArrowException, OSError, ValueError) as err:  # UnicodeDecodeError too
         return [f"{path}: unreadable Parquet (truncated or corrupt: {err})"]
     if schema is None:
         return []
     problems = []
-    have = {f.name: f for f in table.schema}
     missing = [n for n in schema.names if n not in have]
     extra = [n for n in have if n not in schema.names]
     if missing:
@@ -98,6 +98,21 @@ def bad_parts(out) -> tuple[dict[Path, str], list[str], bool]:
         if problem:
             bad[part] = problem
     return bad, manifest_problems, entries is None
+
+
+def other_checksum_problems(out) -> list[str]:
+    """Files of ``out`` outside ``runs/`` (boundaries, figures) whose sha256 differs from
+    every one recorded for them; these are redrawn by the next run, never trained."""
+    out = Path(out)
+    entries, _ = read_manifest(out)
+    problems = []
+    for name in sorted(entries or {}):
+        path = out / name
+        if name.split("/")[0] != RUNS_DIR and path.is_file():
+            bad = checksum_problem(out, path, entries)
+            if bad:
+                problems.append(f"{bad}; rerun `ntk-dist run` to write it again")
+    return problems
 
 
 def quarantine(out, parts) -> list[Path]:

@@ -168,3 +168,13 @@ def test_a_legacy_directory_resumes_and_checks(stub_training, tmp_path):
     result = run_sweep(parse_spec(_stored_spec(out)), out, progress=False)
     assert result.new_runs == 0
     assert check_results(out).problems == []
+
+
+def test_a_changed_figure_or_boundary_table_is_named(tiny_sweep, tmp_path):
+    out = _copy(tiny_sweep.out_dir, tmp_path / "out")
+    figure = sorted((out / "figures").iterdir())[0]
+    figure.write_bytes(figure.read_bytes() + b"\0")
+    bounds = out / "boundaries.parquet"
+    pq.write_table(pq.read_table(bounds).slice(0, 1), bounds)
+    text = _text(out)
+    assert f"{figure}: corrupt (sha256" in text and f"{bounds}: corrupt (sha256" in text
