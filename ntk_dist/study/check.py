@@ -132,8 +132,8 @@ def _check_runs_dir(out: Path) -> CheckReport:
     summary = f"{out}: {kind}, {len(keys)} runs in {n_parts} part files" + (
         f", {state}" if state else ""
     )
-    if legacy and n_parts:
-        summary += " (legacy: no checksums.jsonl, verified by content only)"
+    if legacy:
+        summary += f" ({legacy} legacy part file(s): no checksum, verified by content only)"
     if (out / QUARANTINE).is_dir():
         summary += f", {len(list((out / QUARANTINE).iterdir()))} file(s) in {QUARANTINE}/"
     return CheckReport(kind, summary, problems)
@@ -166,9 +166,9 @@ def _stored_hash(out: Path, problems: list[str]) -> str | None:
     return text
 
 
-def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int, bool]:
+def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int, int]:
     """All good part files in RUN_SCHEMA; problems for bad (``ntk_dist.study.verify``),
-    misplaced and twice-seen ones. Also returns whether the directory is legacy."""
+    misplaced and twice-seen ones. Also returns how many part files are legacy."""
     runs_dir = out / RUNS_DIR
     bad, manifest_problems, legacy = bad_parts(out)
     problems += manifest_problems

@@ -81,12 +81,13 @@ def part_problem(out: Path, part: Path, entries) -> str | None:
     return None
 
 
-def bad_parts(out) -> tuple[dict[Path, str], list[str], bool]:
+def bad_parts(out) -> tuple[dict[Path, str], list[str], int]:
     """Verify every part file of ``OUT/runs/``.
 
     Returns:
       (bad, manifest_problems, legacy): the bad part files with their problem, the bad
-      lines of the manifest, and whether the directory has no manifest at all.
+      lines of the manifest, and how many good part files are legacy (no checksum
+      recorded, no metadata: verified by content only).
     """
     out = Path(out)
     entries, manifest_problems = read_manifest(out)
@@ -97,7 +98,9 @@ def bad_parts(out) -> tuple[dict[Path, str], list[str], bool]:
         problem = part_problem(out, part, entries)
         if problem:
             bad[part] = problem
-    return bad, manifest_problems, entries is None
+    recorded = set(entries or {})
+    legacy = sum(p not in bad and p.relative_to(out).as_posix() not in recorded for p in parts)
+    return bad, manifest_problems, legacy
 
 
 def other_checksum_problems(out) -> list[str]:

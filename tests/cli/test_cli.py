@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 from ntk_dist.cli import main
 
 
@@ -70,8 +72,6 @@ def test_permission_errors_and_failed_batches_are_one_line(monkeypatch, capsys):
 
 
 def test_a_batch_that_fails_after_its_retries_names_the_batch(ray_local, tiny_sweep, tmp_path):
-    import pytest
-
     from ntk_dist.core.errors import ResumableError
     from ntk_dist.study.driver import store_finished_batches
     from ntk_dist.study.spec import load_spec
@@ -83,3 +83,37 @@ def test_a_batch_that_fails_after_its_retries_names_the_batch(ray_local, tiny_sw
     text = str(err.value)
     assert "training batch 1 of 1 failed after" in text and "ZeroDivisionError" in text
     assert "0 of 2 runs of this round were stored" in text and "rerun the same command" in text
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_real_sweep_exits_143_and_the_rerun_resumes(ray_local, tmp_path):
+    import os
+    import signal
+    import time
+    from pathlib import Path
+
+    import yaml
+
+    from tests.conftest import TINY_SWEEP
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump({**TINY_SWEEP, "name": "tiny_sigterm"}))
+    out = tmp_path / "out"
+    address = ray_local.get_runtime_context().gcs_address
+    cmd = [sys.executable, "-m", "ntk_dist", "run", str(spec), "--out", str(out)]
+    cmd += ["--no-progress", "--address", address]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)  # fmt: skip
+    deadline = time.time() + 240
+    while not (out / "study.journal").exists() and time.time() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"finished before SIGTERM: {proc.communicate()}")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert main(["check", str(out)]) == 0

@@ -157,3 +157,16 @@ def test_not_a_results_directory(tmp_path, capsys):
     assert main(["check", str(tmp_path)]) == 2
     assert "neither a sweep/experiment" in capsys.readouterr().err
     assert main(["check", str(tmp_path / "nope")]) == 2
+
+
+def test_a_sweep_killed_before_its_first_part_file_is_not_corrupt(tiny_sweep_spec, tmp_path):
+    from ntk_dist.study.results import prepare_output
+    from ntk_dist.study.spec import parse_spec
+    from ntk_dist.study.trials import next_round, open_study
+
+    spec = parse_spec(tiny_sweep_spec)
+    out = tmp_path / "out"
+    prepare_output(spec, out)
+    next_round(spec, open_study(spec, out))  # asked, nothing trained yet
+    report = check_results(out)
+    assert report.problems == [] and "3 pending (interrupted: rerun to resume)" in report.summary
