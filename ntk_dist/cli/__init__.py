@@ -49,11 +49,24 @@ def handle_sigterm() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ntk_dist.core.errors import RESUME_HINT, ResumableError, Terminated
+    import signal
+    import threading
 
     args = build_parser().parse_args(argv)
+    previous = signal.getsignal(signal.SIGTERM)
     handle_sigterm()
     prefix = f"ntk-dist {args.command}"
+    try:
+        return _dispatch(args, prefix)
+    finally:
+        main_thread = threading.current_thread() is threading.main_thread()
+        if previous is not None and main_thread:  # a caller's handler comes back
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _dispatch(args, prefix: str) -> int:
+    from ntk_dist.core.errors import RESUME_HINT, ResumableError, Terminated
+
     try:
         return int(args.func(args) or 0)
     except ValueError as err:  # validation errors name the field and the fix
