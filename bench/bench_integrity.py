@@ -28,13 +28,16 @@ def main(runs_dir: str) -> None:
     parts = sorted(Path(runs_dir).glob("part-*.parquet"))
     table = pa.concat_tables([pq.read_table(p) for p in parts] * 50)
     root = Path(tempfile.mkdtemp())
+
     def plain_write(fh):
         pq.write_table(table, fh)
 
     plain, checked = [], []
     for _ in range(20):
         plain.append(_timed(lambda: write_atomic(root / "a.parquet", plain_write)))
-        checked.append(_timed(lambda: write_table_atomic(table, root / "b.parquet", checksums=root)))
+        checked.append(
+            _timed(lambda: write_table_atomic(table, root / "b.parquet", checksums=root))
+        )
     path = root / "b.parquet"
     verified, unverified = [], []
     for _ in range(100):
