@@ -85,9 +85,23 @@ def _dispatch(args, prefix: str) -> int:
     except KeyboardInterrupt:
         print(f"{prefix}: interrupted; {RESUME_HINT}", file=sys.stderr)
         return 130
-    except Terminated:
+    except BaseException as err:
+        # SIGTERM can land inside a library's cleanup (Optuna releasing its journal lock),
+        # which then fails in turn: the Terminated is that error's context.
+        if not _terminated(err, Terminated):
+            raise
         print(f"{prefix}: terminated (SIGTERM); {RESUME_HINT}", file=sys.stderr)
         return 143
+
+
+def _terminated(err: BaseException | None, kind) -> bool:
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, kind):
+            return True
+        seen.add(id(err))
+        err = err.__context__
+    return False
 
 
 if __name__ == "__main__":
