@@ -68,3 +68,74 @@ def test_readme_has_a_security_section_with_the_ssh_tunnel():
     section = readme.split("## Security", 1)[1].split("\n## ", 1)[0]
     assert "ray dashboard cluster.yaml" in section and "ssh -L 8265:localhost:8265" in section
     assert "127.0.0.1" in section and "RAY_AUTH_MODE=token" in section
+
+
+TOY = "name: {name}\nmodel: {{kind: toy, widths: {widths}}}\nsearch: {{eta_lambda0: {eta}}}\n"
+
+
+def _spec_file(tmp_path, text, name="spec.yaml"):
+    path = tmp_path / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return path
+
+
+def _laughs(levels: int = 9) -> str:
+    lines = ["l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        (_laughs(), "expands to more than 100000 values once its aliases"),
+        ("a: &a [*a]\n", "refers to a value that contains it"),
+        ("model: " + "[" * 20000 + "]" * 20000, "nested more than 64 levels deep"),
+        ("name: x\nwidths: [" + "1, " * 400_000 + "1]\n", "more than the 1048576 a spec"),
+        (b"name: caf\xe9\n", "not UTF-8 text"),
+        ("name: [unclosed\n", "not valid YAML"),
+    ],
+    ids=["billion-laughs", "recursive-alias", "deep-nesting", "huge-file", "latin-1", "bad"],
+)
+def test_hostile_spec_files_fail_fast_naming_the_file(tmp_path, text, match):
+    import time
+
+    path = _spec_file(tmp_path, text)
+    start = time.perf_counter()
+    with pytest.raises(ValueError, match=match) as err:
+        load_spec(path)
+    assert str(path) in str(err.value) and len(str(err.value)) < 500
+    assert time.perf_counter() - start < 3
+
+
+@pytest.mark.parametrize(
+    ("fields", "match"),
+    [
+        ({"name": "'..'"}, "name: String should match pattern"),
+        ({"name": "."}, "name: String should match pattern"),
+        ({"name": "a/b"}, "name: String should match pattern"),
+        ({"widths": "[256, 256]"}, r"lists the widths \[256\] more than once"),
+        ({"eta": "[1.0, 1.0000000001]"}, "is narrower than search.resolution"),
+    ],
+)
+def test_odd_specs_are_rejected_at_validate(tmp_path, fields, match):
+    values = {"name": "ok", "widths": "[64]", "eta": "[1.0, 5.0]", **fields}
+    path = _spec_file(tmp_path, TOY.format(**values))
+    with pytest.raises(ValueError, match=match) as err:
+        load_spec(path)
+    assert str(path) in str(err.value)
+
+
+def test_a_long_bad_value_is_shown_truncated(tmp_path):
+    path = _spec_file(tmp_path, "name: ok\nmodel: {kind: toy, widths: [64]}\nnope: " + "x" * 5000)
+    with pytest.raises(ValueError, match=r"\.\.\. \(5002 characters\)") as err:
+        load_spec(path)
+    assert len(str(err.value)) < 500
+
+
+def test_minus_zero_and_zero_are_the_same_spec(tmp_path):
+    fc = "name: z\nmodel: {{kind: fc, widths: [64], sigma_b: {}}}\n"
+    zero = load_spec(_spec_file(tmp_path, fc.format("0.0"), "a.yaml"))
+    minus = load_spec(_spec_file(tmp_path, fc.format("-0.0"), "b.yaml"))
+    assert minus.spec_hash() == zero.spec_hash() and "-0.0" not in minus.to_yaml()

@@ -35,8 +35,9 @@ def read_inputs(path: str, name: str) -> np.ndarray:
         x = np.column_stack([c.to_numpy() for c in table.columns])
     else:
         raise ValueError(f"{name}: expected a .npy or .parquet file, got {path}")
-    if x.ndim != 2 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(f"{name}: expected a numeric (N, d) array, got shape {x.shape} {x.dtype}")
+    from ntk_dist.distributed.gram_store import check_gram_input
+
+    x = check_gram_input(x, f"{name} ({path})")
     return x if x.dtype in (np.float32, np.float64) else x.astype(np.float64)
 
 

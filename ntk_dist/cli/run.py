@@ -17,12 +17,8 @@ def _quiet(verbose: bool) -> None:
 
 def _run(args) -> int:
     _quiet(args.verbose)
-    from functools import partial
-
-    from ntk_dist.core.storage import join
-    from ntk_dist.distributed.runtime import ensure_ray
     from ntk_dist.study.results import output_dir
-    from ntk_dist.study.spec import ExperimentSpec, load_spec
+    from ntk_dist.study.spec import load_spec
 
     spec = load_spec(args.spec)  # a bad spec fails before jax, Ray or Optuna load
     out = output_dir(spec, args.out)
@@ -30,15 +26,36 @@ def _run(args) -> int:
         print(spec.describe_plan(timed=args.estimate))
         print(f"  output: {out} (nothing written: --{'estimate' if args.estimate else 'dry-run'})")
         return 0
+    started = []
+
+    def connect():
+        # Ray starts only when something is left to train: a finished rerun needs none.
+        from ntk_dist.cli import handle_sigterm
+        from ntk_dist.distributed.runtime import ensure_ray
+
+        if ensure_ray(address=args.address, dashboard=args.dashboard, verbose=args.verbose):
+            started.append(True)
+        handle_sigterm()  # Ray replaced the handler
+
+    try:
+        return _execute(spec, out, args, connect)
+    finally:
+        if started:
+            import ray
+
+            ray.shutdown()  # stops the local instance's agents with the driver
+
+
+def _execute(spec, out, args, connect) -> int:
+    from ntk_dist.core.storage import join
+    from ntk_dist.study.spec import ExperimentSpec
+
     say = (lambda *a: None) if args.quiet else print
     options = dict(
         resume=args.resume,
         progress=not (args.no_progress or args.quiet),
         echo=say,
-        # Ray starts only when something is left to train: a finished rerun needs none.
-        connect=partial(
-            ensure_ray, address=args.address, dashboard=args.dashboard, verbose=args.verbose
-        ),
+        connect=connect,
     )
     if isinstance(spec, ExperimentSpec):
         from ntk_dist.study.experiments import run_experiment

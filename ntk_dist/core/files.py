@@ -17,6 +17,7 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+from ntk_dist.core.integrity import MANIFEST, manifest_line
 from ntk_dist.core.storage import publish
 
 #: The one glob a killed atomic writer can leave behind (see :func:`write_atomic`).
@@ -32,6 +33,18 @@ def temp_path(path) -> Path:
     return path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
 
 
+def remove_temp_files(root) -> list[Path]:
+    """Delete what killed atomic writers left under ``root`` (:data:`TEMP_PATTERN`).
+
+    Call it only as the directory's one writer (under :func:`exclusive_lock`): a temporary
+    file is then never a write in progress. Returns the removed paths.
+    """
+    removed = [p for p in sorted(Path(root).rglob(TEMP_PATTERN)) if p.is_file()]
+    for path in removed:
+        path.unlink()
+    return removed
+
+
 def fsync_dir(path) -> None:
     """fsync the directory ``path`` (makes a rename or a new file inside it durable)."""
     fd = os.open(path, os.O_RDONLY)
@@ -41,10 +54,13 @@ def fsync_dir(path) -> None:
         os.close(fd)
 
 
-def write_atomic(path, write, *, binary: bool = True) -> Path:
+def write_atomic(path, write, *, binary: bool = True, checksums=None) -> Path:
     """Call ``write(fh)`` on a temporary file beside ``path``, fsync, then rename it onto
     ``path`` (and fsync the directory): a reader sees the old file or the whole new one,
-    never a partial one (rename is atomic on POSIX file systems)."""
+    never a partial one (rename is atomic on POSIX file systems).
+
+    With ``checksums=ROOT`` (a directory above ``path``), the file's sha256 is recorded in
+    ROOT's manifest before the rename (:mod:`ntk_dist.core.integrity`)."""
     path = Path(path)
     tmp = temp_path(path)
     try:
@@ -52,6 +68,8 @@ def write_atomic(path, write, *, binary: bool = True) -> Path:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        if checksums is not None:
+            append_line(Path(checksums) / MANIFEST, manifest_line(checksums, tmp, path))
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -71,17 +89,24 @@ def write_bytes_atomic(data: bytes, path) -> Path:
     return write_atomic(path, lambda fh: fh.write(data))
 
 
-def write_table_atomic(table, path) -> Path:
-    """Write the pyarrow ``table`` as Parquet to ``path`` atomically (:func:`write_atomic`)."""
+def write_table_atomic(table, path, *, checksums=None) -> Path:
+    """Write the pyarrow ``table`` as Parquet to ``path`` atomically (:func:`write_atomic`),
+    with a CRC32 in every page header (checked by readers that ask for it)."""
     import pyarrow.parquet as pq
 
-    return write_atomic(path, lambda fh: pq.write_table(table, fh))
+    return write_atomic(
+        path, lambda fh: pq.write_table(table, fh, write_page_checksum=True), checksums=checksums
+    )
 
 
-def save_figure_atomic(fig, path, *, fmt: str | None = None, dpi: int = 150) -> Path:
+def save_figure_atomic(
+    fig, path, *, fmt: str | None = None, dpi: int = 150, checksums=None
+) -> Path:
     """``fig.savefig`` to ``path`` atomically: never a half-written figure."""
     return write_atomic(
-        path, lambda fh: fig.savefig(fh, format=fmt or Path(path).suffix[1:], dpi=dpi)
+        path,
+        lambda fh: fig.savefig(fh, format=fmt or Path(path).suffix[1:], dpi=dpi),
+        checksums=checksums,
     )
 
 
@@ -140,6 +165,19 @@ def exclusive_lock(out, what: str = "ntk-dist run"):
     finally:
         fcntl.flock(fh, fcntl.LOCK_UN)
         fh.close()
+
+
+def append_line(path, line: str) -> None:
+    """Append the whole line ``line`` to the line log ``path`` and fsync it, after
+    trimming a torn last line (:func:`trim_torn_line`); call it as the log's one writer.
+    A log inside a staged copy of an object-store output is uploaded whole after each
+    append (:func:`ntk_dist.core.storage.publish`)."""
+    trim_torn_line(path)
+    with open(path, "a") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+    publish(path)
 
 
 def trim_torn_line(path) -> None:

@@ -4,7 +4,7 @@
 (``numpy.lib.format.open_memmap``, may exceed RAM) plus a checkpoint:
 
     DIR/manifest.json   what is being computed (sizes, tile, kernel, input hashes)
-    DIR/tiles.log       append-only, fsync'd, one "i j" line per tile on disk
+    DIR/tiles.log       append-only, fsync'd, one "i j sha256" line per tile on disk
     DIR/COMPLETE        written last (by atomic rename) when every tile is on disk
 
 A tile is logged only after the memmaps holding it are flushed, so an
@@ -13,6 +13,12 @@ from the log, provided the manifest (:func:`fingerprint`) is unchanged. Without
 ``COMPLETE`` the ``.npy`` files are never to be trusted. The blocks of the
 ``.npy`` files are allocated up front, so a disk that fills up fails before work,
 not with SIGBUS mid-run.
+
+The sha256 of each line is that of the tile's blocks (:func:`tile_digest`), so ``ntk-dist
+check`` verifies every entry of the matrix (:func:`tile_problems`; a mirrored block
+must equal the transpose of its tile). Tiles with a non-finite entry (inputs so large
+the kernel overflows) stop the run before they are written (:func:`check_finite`).
+Logs written before digests existed ("i j" lines) verify by shape only.
 
 A sink receives the finished tiles of one run: :class:`MemorySink` in memory,
 :class:`DiskSink` in ``DIR``.
@@ -93,6 +99,67 @@ def fingerprint(x1, x2, kernel: dict, b: int, k: int) -> dict:
     return json.loads(json.dumps(fp))  # the form read back from manifest.json
 
 
+def check_gram_input(x: np.ndarray, name: str) -> np.ndarray:
+    """``x`` if it is a real (N, d) float or integer array of finite values, else a
+    ValueError naming ``name`` (complex values are never cast to real)."""
+    if np.iscomplexobj(x) or not (np.issubdtype(x.dtype, np.floating) or _integer(x)):
+        raise ValueError(f"{name}: expected real numbers, got dtype {x.dtype}")
+    if x.ndim != 2:
+        raise ValueError(f"{name}: expected an (N, d) array, got shape {x.shape}")
+    bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ValueError(f"{name}: {bad} entries are inf or NaN; the Gram needs finite inputs")
+    return x
+
+
+def _integer(x) -> bool:
+    return np.issubdtype(x.dtype, np.integer) and x.dtype != np.bool_
+
+
+def check_finite(ij, blocks: dict) -> None:
+    """ValueError if a block of tile ``ij`` holds inf or NaN (written never)."""
+    for name, block in blocks.items():
+        if not np.isfinite(block).all():
+            raise ValueError(
+                f"the {name} Gram has inf or NaN entries in tile {tuple(ij)}: the inputs are "
+                f"too large for {block.dtype} (overflow); rescale them (e.g. to unit variance)"
+            )
+
+
+def tile_digest(blocks: dict) -> str:
+    """sha256 of a tile's blocks, kinds in name order, each in C order."""
+    digest = hashlib.sha256()
+    for name in sorted(blocks):
+        digest.update(np.ascontiguousarray(blocks[name]).tobytes())
+    return digest.hexdigest()
+
+
+def tile_problems(arrays: dict, lines: list[str], *, step: int, square: bool) -> list[str]:
+    """Problems of the logged tiles of a Gram on disk (``arrays``: kind -> array).
+
+    Args:
+      arrays: the ``.npy`` files, opened (memmaps).
+      lines: the lines of ``tiles.log`` ("i j sha256"; "i j" lines are not verified).
+      step: rows (and columns) per tile, ``tile * outputs``.
+      square: whether the mirrored block of an off-diagonal tile is stored too.
+    """
+    problems = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) != 3:
+            continue
+        i, j = int(parts[0]), int(parts[1])
+        r, c = i * step, j * step
+        blocks = {n: a[r : r + step, c : c + step] for n, a in arrays.items()}
+        if tile_digest(blocks) != parts[2]:
+            problems.append(f"tile ({i}, {j}): its entries differ from the sha256 logged")
+        elif square and i != j:
+            for n, a in arrays.items():
+                if not np.array_equal(a[c : c + step, r : r + step], blocks[n].T):
+                    problems.append(f"tile ({i}, {j}): its mirror in {n} is not its transpose")
+    return problems
+
+
 class MemorySink:
     """Tiles assembled in in-memory arrays, one per kind; ``done`` is always empty."""
 
@@ -101,6 +168,7 @@ class MemorySink:
         self.done: set = set()
 
     def write(self, ij, step, blocks, *, mirror):
+        check_finite(ij, blocks)
         r, c = ij[0] * step, ij[1] * step
         for name, block in blocks.items():
             a = self.arrays[name]
@@ -135,7 +203,7 @@ class DiskSink(MemorySink):
             if (out / LOG).exists():
                 for line in (out / LOG).read_text().splitlines():
                     parts = line.split()
-                    if len(parts) == 2:  # a torn last line is ignored (recomputed)
+                    if len(parts) in (2, 3):  # a torn last line is ignored (recomputed)
                         self.done.add((int(parts[0]), int(parts[1])))
         else:
             for name in (LOG, MANIFEST):
@@ -152,7 +220,9 @@ class DiskSink(MemorySink):
 
     def write(self, ij, step, blocks, *, mirror):
         super().write(ij, step, blocks, mirror=mirror)
-        self.unlogged.append(ij)
+        r, c = ij[0] * step, ij[1] * step  # the digest of what is stored (its dtype)
+        stored = {n: self.arrays[n][r : r + step, c : c + step] for n in blocks}
+        self.unlogged.append((*ij, tile_digest(stored)))
         if time.monotonic() - self.last_flush > self._FLUSH_S:
             self._checkpoint()
 
@@ -162,7 +232,7 @@ class DiskSink(MemorySink):
             # Flushed pages are safe in the file: drop them from this process so the driver's
             # resident memory stays O(tiles between checkpoints), not O(matrix).
             a._mmap.madvise(mmap.MADV_DONTNEED)
-        self.log.write("".join(f"{i} {j}\n" for i, j in self.unlogged))
+        self.log.write("".join(f"{i} {j} {digest}\n" for i, j, digest in self.unlogged))
         self.log.flush()
         os.fsync(self.log.fileno())
         self.unlogged = []

@@ -12,8 +12,11 @@ once, when it is imported, so :func:`ensure_ray` sets both the variable (for the
 processes it starts) and Ray's already-read constant, and passes
 ``_node_ip_address="127.0.0.1"``. Measured with ``ss -ltnp``: without this, Ray
 2.60's servers listen on every interface (``*:port``) even with that node address.
-Joining a cluster (``address=...``) changes none of this: nodes there must reach
-each other.
+Every server of a local instance gets a port the kernel picks (the metrics exporter
+and the dashboard through ``ray.init``; the dashboard agent, whose default 52365 is
+fixed, by :func:`_free_agent_port`), so two local instances on one host never collide.
+The token file is owner-only (:func:`secure_token_file`). Joining a cluster
+(``address=...``) changes none of this: nodes there must reach each other.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from contextlib import contextmanager
+from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
 
@@ -51,6 +56,7 @@ def ensure_ray(
         return False
     if address is None:
         _loopback_only()
+        secure_token_file()
         _token_auth()
     level = logging.INFO if verbose else logging.WARNING
     common = dict(log_to_driver=verbose, logging_level=level, configure_logging=True)
@@ -66,16 +72,72 @@ def _init(ray, address, num_cpus, num_gpus, dashboard, common) -> None:
     if address is not None:
         ray.init(address=address, **common)
     else:
-        ray.init(
-            # "local": always a new instance, never another process's cluster on this host.
-            address="local",
-            num_cpus=num_cpus,
-            num_gpus=num_gpus,
-            include_dashboard=dashboard,
-            dashboard_host=LOOPBACK,
-            _node_ip_address=LOOPBACK,
-            **common,
+        with _free_agent_port():
+            ray.init(
+                # "local": always a new instance, never another process's cluster here.
+                address="local",
+                num_cpus=num_cpus,
+                num_gpus=num_gpus,
+                include_dashboard=dashboard,
+                dashboard_host=LOOPBACK,
+                dashboard_port=free_port() if dashboard else None,
+                _metrics_export_port=free_port(),
+                _node_ip_address=LOOPBACK,
+                **common,
+            )
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the kernel's pick), for a local Ray server."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def _free_agent_port():
+    """Give the dashboard agent of a new local instance a free port: Ray's default is the
+    fixed 52365, so a second local instance on the host failed to bind it (logged only),
+    and ``ray.init`` has no option for it."""
+    from ray._private import parameter, ray_constants
+
+    fixed = ray_constants.DEFAULT_DASHBOARD_AGENT_LISTEN_PORT
+    base = parameter.RayParams
+
+    class FreePorts(base):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            if self.dashboard_agent_listen_port == fixed:
+                self.dashboard_agent_listen_port = free_port()
+
+    parameter.RayParams = FreePorts
+    try:
+        yield
+    finally:
+        parameter.RayParams = base
+
+
+def secure_token_file() -> Path:
+    """Ray's token file ``~/.ray/auth_token``, created owner-only (0600) when missing and
+    made owner-only when it is readable by others (Ray writes it 0644)."""
+    path = Path.home() / ".ray" / "auth_token"
+    if path.exists():
+        if path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        return path
+    try:
+        from ray._private.authentication.authentication_token_generator import (
+            generate_new_authentication_token,
         )
+    except ImportError:  # Ray < 2.52 has no token authentication
+        return path
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(generate_new_authentication_token())
+    return path
 
 
 def _loopback_only() -> None:

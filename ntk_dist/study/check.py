@@ -33,16 +33,15 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ntk_dist.study.results import (
-    FILLED_ON_READ,
-    RUN_SCHEMA,
-    RUNS_DIR,
-    read_part,
-    read_spec_data,
-)
+from ntk_dist.study.results import REPAIR_HINT, RUN_SCHEMA, RUNS_DIR, read_part, read_spec_data
 from ntk_dist.study.spec import parse_spec, spec_kind
+from ntk_dist.study.verify import (
+    QUARANTINE,
+    bad_parts,
+    other_checksum_problems,
+    table_problems,
+)
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
 TEMP_PATTERNS = (".tmp-*", "*.tmp", ".write-test-*", ".write-probe")
@@ -98,7 +97,7 @@ def _check_runs_dir(out: Path) -> CheckReport:
     raw_spec = _read_spec_data(out, problems)
     experiment = spec_kind(raw_spec) == "experiment"
     kind = "experiment" if experiment else "sweep"
-    runs, n_parts = _read_parts(out, problems)
+    runs, n_parts, legacy = _read_parts(out, problems)
     keys = runs.column("run_key").to_pylist()
     hashes = set(runs.column("spec_hash").to_pylist())
     stored_hash = _stored_hash(out, problems)
@@ -123,14 +122,19 @@ def _check_runs_dir(out: Path) -> CheckReport:
     state = ""
     if not experiment:
         state = _check_study(out, spec, runs, problems)
-        problems += _check_table(out / "boundaries.parquet", _boundary_schema(), optional=True)
+        problems += other_checksum_problems(out)
+        problems += table_problems(out / "boundaries.parquet", _boundary_schema(), optional=True)
     else:
         for path in sorted(out.rglob("*.parquet")):
-            if RUNS_DIR not in path.relative_to(out).parts[:1]:
-                problems += _check_table(path, None)
+            if path.relative_to(out).parts[0] not in (RUNS_DIR, QUARANTINE):
+                problems += table_problems(path, None)
     summary = f"{out}: {kind}, {len(keys)} runs in {n_parts} part files" + (
         f", {state}" if state else ""
     )
+    if legacy:
+        summary += f" ({legacy} legacy part file(s): no checksum, verified by content only)"
+    if (out / QUARANTINE).is_dir():
+        summary += f", {len(list((out / QUARANTINE).iterdir()))} file(s) in {QUARANTINE}/"
     return CheckReport(kind, summary, problems)
 
 
@@ -161,21 +165,22 @@ def _stored_hash(out: Path, problems: list[str]) -> str | None:
     return text
 
 
-def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
-    """All readable part files in RUN_SCHEMA; problems for unreadable, misshaped, twice-seen."""
+def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int, int]:
+    """All good part files in RUN_SCHEMA; problems for bad (``ntk_dist.study.verify``),
+    misplaced and twice-seen ones. Also returns how many part files are legacy."""
     runs_dir = out / RUNS_DIR
+    bad, manifest_problems, legacy = bad_parts(out)
+    problems += manifest_problems
     if not runs_dir.is_dir():
-        problems.append(f"{runs_dir}: missing (no runs stored)")
-        return RUN_SCHEMA.empty_table(), 0
+        return RUN_SCHEMA.empty_table(), 0, legacy
     parts = sorted(runs_dir.glob("part-*.parquet"))
     for other in sorted(runs_dir.iterdir()):
         if other not in parts and not _is_temp(other):
             problems.append(f"{other}: unexpected file in {RUNS_DIR}/ (not part-*.parquet)")
     tables, owner = [], {}
     for part in parts:
-        bad = _check_table(part, RUN_SCHEMA)
-        if bad:
-            problems += bad
+        if part in bad:
+            problems.append(f"{bad[part]}; {REPAIR_HINT}")
             continue
         table = read_part(part)
         counts = Counter(table.column("run_key").to_pylist())
@@ -188,36 +193,7 @@ def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
                 owner[key] = part
         tables.append(table)
     runs = pa.concat_tables(tables) if tables else RUN_SCHEMA.empty_table()
-    return runs, len(parts)
-
-
-def _check_table(path: Path, schema: pa.Schema | None, *, optional: bool = False) -> list[str]:
-    """Problems of one Parquet file: missing, unreadable/truncated, or not ``schema``."""
-    if not path.exists():
-        return [] if optional else [f"{path}: missing"]
-    try:
-        table = pq.read_table(path)  # reads every page: a truncated file fails here
-    except (pa.ArrowException, OSError) as err:
-        return [f"{path}: unreadable Parquet (truncated or corrupt: {err})"]
-    if schema is None:
-        return []
-    problems = []
-    have = {f.name: f for f in table.schema}
-    # Columns added since a part was written are filled in on read (results.read_part).
-    missing = [n for n in schema.names if n not in have and n not in FILLED_ON_READ]
-    extra = [n for n in have if n not in schema.names]
-    if missing:
-        problems.append(f"{path}: missing columns {missing}")
-    if extra:
-        problems.append(f"{path}: unexpected columns {extra}")
-    for f in schema:
-        if f.name in have and not have[f.name].type.equals(f.type):
-            problems.append(
-                f"{path}: column {f.name} has type {have[f.name].type}, expected {f.type}"
-            )
-        elif f.name in have and not f.nullable and table.column(f.name).null_count:
-            problems.append(f"{path}: column {f.name} has nulls but must not")
-    return problems
+    return runs, len(parts), legacy
 
 
 def _boundary_schema() -> pa.Schema:
@@ -232,6 +208,12 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
     if not journal.exists():
         problems.append(f"{journal}: missing (the Optuna study of this sweep)")
         return ""
+    from ntk_dist.study.trials import journal_problems
+
+    bad_lines = journal_problems(journal)
+    if bad_lines:
+        problems += bad_lines
+        return ""
     if spec is None:
         return ""
     trials = _load_trials(journal, spec.name, problems)
@@ -239,7 +221,7 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
         return ""
     from optuna.trial import TrialState
 
-    from ntk_dist.study.trials import distributions, point_keys
+    from ntk_dist.study.trials import point_keys, trial_params
 
     by_number = {t.number: t for t in trials}
     run_trial = dict(zip(runs.column("run_key").to_pylist(), runs.column("trial").to_pylist(),
@@ -248,9 +230,7 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
         trial = by_number.get(number)
         if trial is None:
             problems.append(f"{out / RUNS_DIR}: run {key} names trial {number}, not in {journal}")
-        elif set(trial.params) == set(distributions(spec)) and key not in point_keys(
-            spec, trial.params
-        ):
+        elif (params := trial_params(trial, spec)) and key not in point_keys(spec, params):
             problems.append(
                 f"{out / RUNS_DIR}: run {key} does not match the parameters of trial {number} "
                 f"in {journal} ({trial.params})"
@@ -261,7 +241,7 @@ def _check_study(out: Path, spec, runs: pa.Table, problems: list[str]) -> str:
         if lost:
             problems.append(
                 f"{journal}: trial {t.number} is COMPLETE but {len(lost)} of its runs are not "
-                f"in {out / RUNS_DIR} (e.g. {lost[0]})"
+                f"in {out / RUNS_DIR} (e.g. {lost[0]}); rerun `ntk-dist run` to retrain them"
             )
     running = sum(t.state in (TrialState.RUNNING, TrialState.WAITING) for t in trials)
     finished = running == 0 and len(complete) >= spec.n_points
@@ -311,7 +291,7 @@ def _check_gram(out: Path) -> CheckReport:
     import numpy as np
 
     from ntk_dist.core.tiling import tiles
-    from ntk_dist.distributed.gram_store import COMPLETE, LOG, MANIFEST
+    from ntk_dist.distributed.gram_store import COMPLETE, LOG, MANIFEST, tile_problems
 
     problems = _temp_files(out)
     try:
@@ -332,17 +312,27 @@ def _check_gram(out: Path) -> CheckReport:
             continue
         if arr.shape != shape or arr.dtype != dtype:
             problems.append(f"{path}: shape {arr.shape} {arr.dtype}, manifest says {shape} {dtype}")
+    arrays = {}
+    for kind in kinds:
+        try:
+            arrays[kind] = np.load(out / f"{kind}.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            arrays = {}  # named above
+            break
     grid = set(tiles(n1, n2, b, square))
     done = set()
     log = out / LOG
     lines = log.read_text().splitlines() if log.exists() else []
     for i, line in enumerate(lines):
-        parts = line.split()
+        parts = line.split()[:2]  # "i j sha256" ("i j" before digests)
         tile = tuple(int(p) for p in parts) if all(p.isdigit() for p in parts) else ()
         if tile in grid:
             done.add(tile)
         elif i < len(lines) - 1 or (out / COMPLETE).exists():  # a torn last line is normal
             problems.append(f"{log}: line {i + 1} {line!r} is not a tile of the {b}-tile grid")
+    if arrays and all(a.shape == shape for a in arrays.values()):
+        problems += [f"{out / LOG}: {p}" for p in tile_problems(arrays, lines, step=b * k,
+                                                                  square=square)]  # fmt: skip
     complete = (out / COMPLETE).exists()
     if complete and done != grid:
         problems.append(

@@ -3,7 +3,9 @@
 Jobs go to Ray as batch tasks (:func:`ntk_dist.distributed.execute.submit_jobs`); each
 batch is appended to ``OUT/runs/`` as one part file the moment it finishes, with the
 study columns (:func:`ntk_dist.study.results.add_run_columns`) and its phase labels,
-so a crash loses at most the batches still training.
+so a crash loses at most the batches still training. A batch that fails after all its
+retries (``Resources.max_retries``) stops the loop with a
+:class:`ntk_dist.core.errors.ResumableError` naming the batch; rerunning resumes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 from pathlib import Path
 
 from ntk_dist.analysis.phases import classify_runs
+from ntk_dist.core.errors import RESUME_HINT, ResumableError
 from ntk_dist.distributed.execute import submit_jobs
 from ntk_dist.study.results import add_run_columns, append_runs
 
@@ -43,9 +46,14 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
     import ray
 
     stored = []
+    number = {ref: i for i, ref in enumerate(pending, 1)}
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
-        table = ray.get(ready[0])
+        try:
+            table = ray.get(ready[0])
+        except ray.exceptions.RayError as err:
+            which = f"{number[ready[0]]} of {len(number)}"
+            raise _batch_failed(err, which, stored, meta, spec) from None
         keys = table.column("tag").to_pylist()
         # Experiments have no early window (ExperimentTraining): the whole budget.
         labels = classify_runs(table, early_steps=getattr(spec.training, "early_steps", None))
@@ -64,6 +72,17 @@ def store_finished_batches(pending: list, out: Path, spec, meta: dict, bar) -> l
         if bar is not None:
             bar.update(len(keys))
     return stored
+
+
+def _batch_failed(err, which: str, stored: list, meta: dict, spec) -> ResumableError:
+    """The one-line error of a batch that failed after all its retries (module docstring)."""
+    last = (str(err).strip().splitlines() or [""])[-1][:200]
+    retries = spec.resources.build().max_retries
+    return ResumableError(
+        f"training batch {which} failed after {retries} retries ({type(err).__name__}: "
+        f"{last}); {len(stored)} of {len(meta)} runs of this round were stored. "
+        f"{RESUME_HINT.capitalize()}: only the runs not stored are trained"
+    )
 
 
 def progress_bar(enabled: bool, total: int, initial: int):

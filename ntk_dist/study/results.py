@@ -28,6 +28,7 @@ staged local copy that publishes every file as one whole object
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -46,6 +47,11 @@ from ntk_dist.core.storage import is_uri
 from ntk_dist.engine.records import RECORD_SCHEMA
 
 RUNS_DIR = "runs"
+#: What to do about a bad part file (``ntk_dist.study.verify``).
+REPAIR_HINT = (
+    "`ntk-dist check --repair OUT` moves it to OUT/quarantine/ and the next `ntk-dist run` "
+    "retrains its runs"
+)
 
 _SWEEP_COLUMNS = [
     ("sweep", pa.string(), "sweep name (spec.name)"),
@@ -139,13 +145,49 @@ def prepare_output(spec, out: Path, *, resume: bool = False) -> None:
                 f"{out} holds a sweep of a different spec (hash {old[:12]}, this spec "
                 f"{spec.spec_hash()[:12]}); use a new --out, or delete {out} to start over"
             )
+        _check_writable(out)
         return
-    if resume:
+    made_by = part_spec_hashes(out)
+    if made_by - {spec.spec_hash()}:
+        raise ValueError(
+            f"{hash_file} is missing, but the runs in {out / RUNS_DIR} were made by spec "
+            f"{sorted(h[:12] for h in made_by)}, not by this spec ({spec.spec_hash()[:12]}); "
+            f"use a new --out, or rerun with the spec that made them"
+        )
+    if resume and not made_by:
         raise ValueError(f"--resume: {out} holds no sweep to resume (no {hash_file.name})")
     ensure_writable_dir(out, name="output directory", fix="choose another --out")
     with disk_full_as_usage_error(out):
         write_text_atomic(spec.to_yaml(), spec_file)
         write_text_atomic(spec.spec_hash() + "\n", hash_file)
+
+
+def _check_writable(out: Path) -> None:
+    """Before a resume trains anything: the files it will append to are writable."""
+    ensure_writable_dir(out, name="output directory", fix="make it writable and rerun")
+    if (out / RUNS_DIR).is_dir():
+        ensure_writable_dir(out / RUNS_DIR, name="runs directory", fix="make it writable and rerun")
+    for name in ("study.journal", "checksums.jsonl"):
+        if (out / name).exists() and not os.access(out / name, os.W_OK):
+            raise ValueError(f"{out / name} is not writable; make it writable and rerun")
+
+
+def part_spec_hashes(out) -> set[str]:
+    """The spec hashes the part files of ``OUT/runs/`` say they belong to: their metadata
+    (:func:`part_metadata`), or for a part file without it, its ``spec_hash`` column.
+    Unreadable files are skipped (``ntk-dist check`` names them)."""
+    hashes: set[str] = set()
+    runs = Path(out) / RUNS_DIR
+    for part in sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []:
+        try:
+            meta = pq.read_schema(part).metadata or {}
+            if b"ntk_dist.spec_hash" in meta:
+                hashes.update(meta[b"ntk_dist.spec_hash"].decode().split(","))
+            else:
+                hashes.update(pq.read_table(part, columns=["spec_hash"])[0].to_pylist())
+        except (pa.ArrowException, OSError, ValueError):
+            continue
+    return hashes
 
 
 def read_spec_data(out) -> dict:
@@ -154,15 +196,12 @@ def read_spec_data(out) -> dict:
     Raises:
       ValueError: naming the file, when it is missing, not YAML or not a mapping.
     """
-    import yaml
+    from ntk_dist.core.safe_yaml import load_yaml
 
     path = Path(out) / SPEC_FILE
     if not path.is_file():
         raise ValueError(f"{path}: missing (the spec this directory was made from)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid YAML ({err})") from None
+    raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ValueError(f"{path}: expected a mapping of spec sections, got {type(raw).__name__}")
     return raw
@@ -187,9 +226,18 @@ def append_runs(out_dir, table: pa.Table) -> Path:
             f"runs table lacks RUN_SCHEMA columns {missing}; build rows with add_run_columns"
         )
     table = table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
+    table = table.replace_schema_metadata(part_metadata(table))
     runs = Path(out_dir) / RUNS_DIR
     runs.mkdir(parents=True, exist_ok=True)
-    return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
+    path = runs / f"part-{uuid.uuid4().hex}.parquet"
+    return write_table_atomic(table, path, checksums=out_dir)
+
+
+def part_metadata(table: pa.Table) -> dict[str, str]:
+    """Key-value metadata of a part file: the spec hash of its runs, so that a directory
+    whose ``spec.sha256`` was deleted still knows its spec (``ntk_dist.study.verify``)."""
+    hashes = sorted(set(table.column("spec_hash").to_pylist()))
+    return {"ntk_dist.spec_hash": ",".join(hashes)}
 
 
 #: Record columns added after the first release, with the value a part file written
@@ -215,12 +263,12 @@ def read_part(part) -> pa.Table:
         names = pq.read_schema(part).names
         absent = [n for n in FILLED_ON_READ if n not in names]
         kept = pa.schema([f for f in RUN_SCHEMA if f.name not in absent])
-        table = pq.read_table(part, schema=kept)
-    except (pa.ArrowInvalid, OSError) as err:
-        raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
+        table = pq.read_table(part, schema=kept, page_checksum_verification=True)
+    except (pa.ArrowException, OSError, ValueError) as err:  # UnicodeDecodeError too
+        raise ValueError(f"{part}: unreadable Parquet file ({err}); {REPAIR_HINT}") from None
     missing = [n for n in RUN_SCHEMA.names if n not in names and n not in FILLED_ON_READ]
     if missing:
-        raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+        raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; {REPAIR_HINT}")
     for name in absent:
         if name not in ADDED_COLUMNS:
             continue

@@ -59,6 +59,7 @@ from ntk_dist.study.search import (
     SAMPLERS,
     WIDTH_PARAM,
     eta_range,
+    grid_points,
     group_params,
     params_group,
     search_field,
@@ -266,23 +267,89 @@ def outcome(phases, sharpness_catapult) -> tuple[str, ...]:
     return tuple("+".join(b for b in BOUNDARIES if sides[b][i]) for i in range(len(sides["c_max"])))
 
 
-class _EnqueuedOnlySampler(optuna.samplers.RandomSampler):
-    """For ``sampler: grid``: every trial's params come from
-    :func:`ntk_dist.study.search.grid_points`."""
+class GridPointSampler(optuna.samplers.BaseSampler):
+    """For ``sampler: grid``: the first point of :func:`ntk_dist.study.search.grid_points`
+    that no other trial has taken (observed or pending, as :func:`history` sees them).
+
+    A pure function of the study, like :class:`BoundarySampler`: nothing is enqueued up
+    front, so a driver killed at any moment resumes to the same points (a trial killed
+    before both params were set has taken nothing and its point is asked again).
+
+    Args:
+      points: the grid, as ``grid_points`` returns it.
+    """
+
+    def __init__(self, points: Sequence[dict]):
+        self.points = [(params_group(p), float(p[ETA_PARAM])) for p in points]
+
+    def infer_relative_search_space(self, study, trial):
+        return {}
+
+    def sample_relative(self, study, trial, search_space):
+        return {}
 
     def sample_independent(self, study, trial, param_name, param_distribution):
+        observed, pending = history(study, exclude=trial.number)
+        taken = {(g, eta) for g, eta, _ in observed} | set(pending)
+        for g, eta in self.points:
+            point = {**group_params(g), ETA_PARAM: eta}
+            if (g, eta) not in taken and all(point[k] == v for k, v in trial.params.items()):
+                return point[param_name]
         raise ValueError(
-            f"sampler 'grid' runs only the enqueued grid points, but trial {trial.number} "
-            f"asked for {param_name!r}; set n_trials to at most len(grid_points(spec))"
+            f"sampler 'grid': every one of the {len(self.points)} grid points is taken, but "
+            f"trial {trial.number} asked for {param_name!r}; set n_trials to at most "
+            "len(grid_points(spec))"
         )
+
+
+class SlotSeededSampler(optuna.samplers.BaseSampler):
+    """A seeded Optuna sampler rebuilt for each trial with a seed of (seed, slot).
+
+    Optuna's TPE, random and QMC samplers draw from one RNG seeded at construction, so a
+    study reloaded after a crash would restart the stream and ask other points. Here the
+    slot of a trial is the number of earlier trials that did not FAIL: a trial a crash
+    lost is FAIL, and the trial that takes its place gets its slot, so a resumed sweep
+    asks the same points as an uninterrupted one (given the same finished trials).
+
+    Args:
+      build: ``build(seed) -> sampler``.
+      seed: the spec's ``search.seed``.
+    """
+
+    def __init__(self, build, seed: int):
+        self._build, self._seed = build, int(seed)
+        self._inner = build(self._seed)
+
+    def before_trial(self, study, trial):
+        slot = sum(
+            1
+            for t in study.get_trials(deepcopy=False)
+            if t.number < trial.number and t.state != TrialState.FAIL
+        )
+        seed = int(np.random.SeedSequence([self._seed, slot]).generate_state(1)[0])
+        self._inner = self._build(seed)
+        self._inner.before_trial(study, trial)
+
+    def infer_relative_search_space(self, study, trial):
+        return self._inner.infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._inner.sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study, trial, state, values):
+        self._inner.after_trial(study, trial, state, values)
 
 
 def make_sampler(search_spec) -> optuna.samplers.BaseSampler:
     """The Optuna sampler named by ``search_spec.sampler``.
 
-    ``"boundary"``: :class:`BoundarySampler`; ``"tpe"``, ``"random"``, ``"qmc"``: Optuna's
-    TPESampler, RandomSampler, QMCSampler (scrambled Sobol) seeded with ``seed``;
-    ``"grid"``: a sampler that refuses to sample, since the driver enqueues
+    ``"boundary"``: :class:`BoundarySampler`; ``"tpe"``, ``"random"``: Optuna's TPESampler
+    and RandomSampler, seeded per trial from ``seed`` (:class:`SlotSeededSampler`, so
+    they resume); ``"qmc"``: QMCSampler (scrambled Sobol, whose sample index Optuna keeps
+    in the study); ``"grid"``: :class:`GridPointSampler` over
     :func:`ntk_dist.study.search.grid_points` (Optuna's GridSampler raises on exhaustion
     under ask/tell, optuna#5141).
     """
@@ -297,16 +364,16 @@ def make_sampler(search_spec) -> optuna.samplers.BaseSampler:
             depths=search_field(search_spec, "depths", None),
         )
     if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed)
+        return SlotSeededSampler(lambda s: optuna.samplers.TPESampler(seed=s), seed)
     if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
+        return SlotSeededSampler(lambda s: optuna.samplers.RandomSampler(seed=s), seed)
     if name == "qmc":
         with warnings.catch_warnings():  # "experimental" since optuna 3.0; the API is stable
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return optuna.samplers.QMCSampler(
                 seed=seed, scramble=True, warn_independent_sampling=False
             )
-    return _EnqueuedOnlySampler(seed=seed)
+    return GridPointSampler(grid_points(search_spec))
 
 
 def _spread_order(n: int) -> list[int]:

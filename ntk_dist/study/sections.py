@@ -111,6 +111,14 @@ class ModelSection(Section):
             )
         return self
 
+    @field_validator("widths")
+    @classmethod
+    def _distinct(cls, v):
+        twice = sorted({w for w in v if v.count(w) > 1})
+        if twice:
+            raise ValueError(f"lists the widths {twice} more than once; list each once")
+        return v
+
     @field_validator("activation")
     @classmethod
     def _known_activation(cls, v):

@@ -35,6 +35,7 @@ from pydantic import Discriminator, Field, Tag, TypeAdapter, ValidationError, mo
 
 from ntk_dist.analysis.phases import step_budget
 from ntk_dist.core import validate
+from ntk_dist.core.safe_yaml import load_yaml
 from ntk_dist.distributed.execute import DEFAULT_MAX_BATCH, plan_batches
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.study import estimate
@@ -50,7 +51,9 @@ from ntk_dist.study.sections import (
 )
 
 EXPERIMENTS = ("finite_vs_infinite", "ensemble", "ntk_convergence", "width_scaling")
-_NAME = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+#: A name is also the default output directory (results/NAME): no path components, no
+#: leading dot (".", "..", hidden directories).
+_NAME = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 
 class SpecBase(Section):
@@ -96,6 +99,12 @@ class SweepSpec(SpecBase):
     def _consistent(self):
         if self.model.kind == "toy" and self.data.dim != 1 and self.data.name == "single":
             raise ValueError("data.dim must be 1 for the one-sample toy setup")
+        (low, high), resolution = self.search.eta_lambda0, self.search.resolution
+        if high / low - 1 < resolution:
+            raise ValueError(
+                f"search.eta_lambda0 [{low}, {high}] is narrower than search.resolution "
+                f"({resolution}: relative); widen the range or lower the resolution"
+            )
         # One job of the sweep, so rules that span sections (model vs data outputs,
         # batch size vs n_train) fail here, with the file's name, not at run time.
         try:
@@ -389,7 +398,7 @@ def parse_spec(data, source: str = "<spec>") -> SweepSpec | ExperimentSpec:
     if not isinstance(data, dict):
         raise ValueError(f"{source}: a sweep spec must be a mapping, got {type(data).__name__}")
     try:
-        return _SPEC.validate_python(data)
+        return _SPEC.validate_python(_normalise(data))
     except ValidationError as err:
         raise ValueError(_describe(err, source)) from None
     except ValueError as err:  # raised inside a builder (activation, widths ...)
@@ -397,16 +406,32 @@ def parse_spec(data, source: str = "<spec>") -> SweepSpec | ExperimentSpec:
 
 
 def load_spec(path) -> SweepSpec | ExperimentSpec:
-    """Read and validate a YAML sweep or experiment spec (``yaml.safe_load``: no code is
-    executed); see :func:`parse_spec`."""
+    """Read and validate a YAML sweep or experiment spec; see :func:`parse_spec`.
+
+    The file is read with :func:`ntk_dist.core.safe_yaml.load_yaml` (``yaml.safe_load``,
+    no code executed, after limits on size, nesting and alias expansion); every error
+    names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"spec file not found: {path} (give the path of a YAML sweep spec)")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML: {err}") from None
-    return parse_spec(data, str(path))
+    return parse_spec(load_yaml(path), str(path))
+
+
+def _normalise(value):
+    """-0.0 as 0.0 everywhere in a spec mapping: equal values hash equally."""
+    if isinstance(value, dict):
+        return {k: _normalise(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    if isinstance(value, float) and value == 0.0:
+        return 0.0
+    return value
+
+
+def _shown(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _keys_at(loc: tuple) -> list[str]:
@@ -464,7 +489,7 @@ def _describe(err: ValidationError, source: str) -> str:
         f"{source}: {' or '.join(msgs)}"
         if loc == "<root>" and isinstance(value, dict)
         else f"{source}: {loc}: {' or '.join(msgs)}"
-        + ("" if msgs == ["required field is missing"] else f", got {value!r}")
+        + ("" if msgs == ["required field is missing"] else f", got {_shown(value)}")
         + "".join(hints)
         for loc, (msgs, value, hints) in found.items()
     )

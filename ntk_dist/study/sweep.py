@@ -35,11 +35,14 @@ import pyarrow as pa
 from ntk_dist.analysis.boundaries import estimate_boundaries
 from ntk_dist.analysis.phases import relabel
 from ntk_dist.core.files import (
+    append_line,
     disk_full_as_usage_error,
     exclusive_lock,
+    remove_temp_files,
     trim_torn_line,
     write_table_atomic,
 )
+from ntk_dist.core.integrity import MANIFEST, manifest_line
 from ntk_dist.core.storage import publish, staged
 from ntk_dist.distributed.runtime import ensure_ray
 from ntk_dist.study import trials as _trials
@@ -47,6 +50,7 @@ from ntk_dist.study.driver import progress_bar, store_finished_batches, submit_r
 from ntk_dist.study.results import output_dir, prepare_output, read_runs
 from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
+from ntk_dist.study.verify import repair
 
 
 @dataclass
@@ -99,16 +103,26 @@ def _sweep(spec: SweepSpec, out: Path, resume: bool, progress: bool, echo, conne
         journal = out / _trials.JOURNAL
         journal.with_name(journal.name + ".lock").unlink(missing_ok=True)
         trim_torn_line(journal)
+        remove_temp_files(out)  # a part file a kill cut short was never a part file
+        bad_lines = _trials.journal_problems(journal)
+        if bad_lines:
+            raise ValueError(bad_lines[0])
+        repair(out, echo)  # corrupt part files to quarantine/: their runs are lost_runs
         study = _trials.open_study(spec, out)
+        _trials.check_spec_identity(study, spec, out)
         runs = _labelled(read_runs(out), spec)
         done = set(runs.column("run_key").to_pylist())
         settled = _trials.recover(study, spec, runs)
         publish(journal)  # a remote output keeps the study with the runs (core.storage)
         if settled:
             echo(f"resumed: settled {settled} interrupted trial(s)")
+        lost = _trials.lost_runs(study, spec, done)
         bar = progress_bar(progress, spec.n_points * spec.training.seeds, len(done))
         new = 0
         try:
+            if lost:
+                echo(f"retraining {len(lost)} run(s) of complete trials missing from {out}/runs")
+                new += _train(spec, lost, out, done, bar, connect)
             while (trials := _trials.next_round(spec, study)) is not None:
                 publish(journal)  # the round's points, before any of it trains
                 new += _train_round(spec, study, trials, out, done, bar, connect)
@@ -126,7 +140,9 @@ def _sweep(spec: SweepSpec, out: Path, resume: bool, progress: bool, echo, conne
                 runs, sweep=spec.name, early_steps=spec.training.early_steps
             )
             meta = {**(boundaries.schema.metadata or {}), _DIGEST_KEY: digest.encode()}
-            write_table_atomic(boundaries.replace_schema_metadata(meta), out / _BOUNDARIES)
+            write_table_atomic(
+                boundaries.replace_schema_metadata(meta), out / _BOUNDARIES, checksums=out
+            )
             _figures(runs, boundaries, out, spec)
         return SweepResult(out, runs, boundaries, new)
 
@@ -162,21 +178,13 @@ def _figures_drawn(out: Path) -> bool:
 
 
 def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar, connect) -> int:
-    meta = {}
-    jobs = []
-    for trial in trials:
-        w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
-        d = trial.params.get(DEPTH_PARAM)
-        for seed, key in enumerate(spec.run_keys(w, e, d)):
-            meta[key] = (trial.number, trial.user_attrs["round"], e)
-            if key not in done:
-                jobs.append(spec.job(w, e, seed, key, d))
-    pending = []
-    if jobs:
-        (connect or ensure_ray)()  # a no-op once connected
-        pending = submit_runs(spec, jobs)
-    stored = store_finished_batches(pending, out, spec, meta, bar)
-    done.update(stored)
+    todo = [
+        (trial, key, seed)
+        for trial in trials
+        for seed, key in enumerate(_trials.point_keys(spec, trial.params))
+        if key not in done
+    ]
+    stored = _train(spec, todo, out, done, bar, connect)
     runs = _labelled(read_runs(out), spec)
     for trial in trials:
         keys = _trials.point_keys(spec, trial.params)
@@ -188,6 +196,24 @@ def _train_round(spec: SweepSpec, study, trials, out: Path, done: set, bar, conn
         )
     if bar is not None:
         bar.set_postfix_str(_estimates(runs, spec))
+    return stored
+
+
+def _train(spec: SweepSpec, todo: list[tuple], out: Path, done: set, bar, connect) -> int:
+    """Train the runs ``todo`` ((trial, run key, seed) each) into ``OUT/runs/``;
+    ``connect`` (default :func:`ensure_ray`) is called first when there is any."""
+    meta, jobs = {}, []
+    for trial, key, seed in todo:
+        w, e = trial.params[WIDTH_PARAM], trial.params[ETA_PARAM]
+        d = trial.params.get(DEPTH_PARAM)
+        meta[key] = (trial.number, trial.user_attrs["round"], e)
+        jobs.append(spec.job(w, e, seed, key, d))
+    pending = []
+    if jobs:
+        (connect or ensure_ray)()  # a no-op once connected
+        pending = submit_runs(spec, jobs)
+    stored = store_finished_batches(pending, out, spec, meta, bar)
+    done.update(stored)
     return len(stored)
 
 
@@ -226,6 +252,9 @@ def _figures(runs: pa.Table, boundaries: pa.Table, out: Path, spec: SweepSpec) -
         early_steps=spec.training.early_steps,
     )
     plot_critical(boundaries, fig_dir / critical, title=spec.name)
+    for figure in sorted(fig_dir.iterdir()):  # drawn whole (atomic), then recorded
+        if figure.is_file():
+            append_line(out / MANIFEST, manifest_line(out, figure, figure))
 
 
 def summary_table(boundaries: pa.Table) -> str:

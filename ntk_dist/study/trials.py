@@ -15,14 +15,17 @@ The labels themselves are in each trial's user attributes ``phases`` and
 ``sharpness_catapult`` (one entry per seed), which the boundary sampler reads.
 
 Resume: trials a crash left RUNNING are settled by :func:`recover`. One whose runs are
-all in the dataset is told COMPLETE from them; any other is told FAIL and re-enqueued
-with the same params, round and round size. The round is then completed with the same
-number of trials. Since the boundary sampler is a pure function of (finished trials,
+all in the dataset is told COMPLETE from them; any other is re-enqueued with the same
+params, round and round size and told FAIL. The round is then completed with the same
+number of trials. Nothing is decided from flags: every step re-derives what is missing
+from the dataset and the study, so a crash inside the recovery itself resumes the same
+way. Since the boundary sampler is a pure function of (finished trials,
 pending points), a resumed sweep asks the same points as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +38,7 @@ from optuna.trial import TrialState
 
 from ntk_dist.analysis.phases import phase_codes
 from ntk_dist.study.samplers import make_sampler
-from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM, grid_points
+from ntk_dist.study.search import DEPTH_PARAM, ETA_PARAM, WIDTH_PARAM
 from ntk_dist.study.spec import SweepSpec
 
 JOURNAL = "study.journal"
@@ -52,6 +55,61 @@ def open_study(spec: SweepSpec, out: Path) -> optuna.Study:
         direction="minimize",
         load_if_exists=True,
     )
+
+
+def journal_problems(path) -> list[str]:
+    """One problem per line of the Optuna journal ``path`` that is not a journal record
+    (a JSON object with an ``op_code``), naming the file and the line. A torn last line
+    (no newline: a kill mid-append) is not a problem; the driver trims it.
+
+    Optuna replays the log in order and stops at the first bad line, and every later
+    append would go after it, so the driver refuses to open a journal with problems.
+    """
+    path = Path(path)
+    if not path.exists():
+        return []
+    lines = path.read_bytes().split(b"\n")
+    problems = []
+    for number, raw in enumerate(lines[:-1], 1):  # lines[-1]: b"" or a torn line
+        try:
+            ok = isinstance(record := json.loads(raw.decode("utf-8")), dict) and isinstance(
+                record.get("op_code"), int
+            )
+        except ValueError:  # JSONDecodeError, UnicodeDecodeError
+            ok = False
+        if not ok:
+            shown = raw[:60].decode("utf-8", "replace")
+            problems.append(
+                f"{path}: line {number} is not an Optuna journal record ({shown!r}); the study "
+                "cannot be replayed past it: delete that line if something other than "
+                "ntk-dist wrote it, or restore the file from a copy"
+            )
+    return problems
+
+
+def check_spec_identity(study: optuna.Study, spec: SweepSpec, out: Path) -> None:
+    """Record the spec hash in a new study, or refuse one made from another spec (the
+    guard that holds when ``spec.sha256`` was deleted before any part file existed)."""
+    stored = study.user_attrs.get("spec_hash")
+    if stored is None:
+        study.set_user_attr("spec_hash", spec.spec_hash())
+    elif stored != spec.spec_hash():
+        raise ValueError(
+            f"{Path(out) / JOURNAL} holds the study of another spec (hash {stored[:12]}, this "
+            f"spec {spec.spec_hash()[:12]}); use a new --out, or rerun with that spec"
+        )
+
+
+def lost_runs(study: optuna.Study, spec: SweepSpec, done: set) -> list[tuple]:
+    """Runs of COMPLETE trials missing from the dataset (a corrupt part file moved to
+    quarantine): (trial, key, seed) for each, to be retrained with the trial's params."""
+    lost = []
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        params = trial_params(t, spec)
+        for seed, key in enumerate(point_keys(spec, params) if params else []):
+            if key not in done:
+                lost.append((t, key, seed))
+    return lost
 
 
 def point_keys(spec: SweepSpec, params: dict) -> list[str]:
@@ -88,31 +146,46 @@ def tell(
 
 
 def recover(study: optuna.Study, spec: SweepSpec, runs: pa.Table) -> int:
-    """Settle trials a crash left RUNNING (module docstring); returns how many."""
+    """Settle trials a crash left RUNNING (module docstring); returns how many.
+
+    Idempotent: a crash between any two of its storage writes resumes to the same study.
+    A trial is settled from the dataset (its phases are re-derived, never trusted from a
+    half-finished tell), and the copy of a lost trial is enqueued *before* the trial is
+    told FAIL, in one journal record that names the trial it replaces
+    (``user_attrs["replaces"]``), so a second pass never enqueues a second copy.
+    """
+    trials = study.get_trials(deepcopy=False)
+    replaced = {t.user_attrs["replaces"] for t in trials if "replaces" in t.user_attrs}
     settled = 0
-    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        complete = set(t.params) == set(distributions(spec))
-        keys = point_keys(spec, t.params) if complete else None
+    for t in trials:
+        if t.state != TrialState.RUNNING:
+            continue
+        params = trial_params(t, spec)
+        keys = point_keys(spec, params) if params else None
         phases = phases_of(runs, keys) if keys else None
         if phases is not None:
             tell(study, t.number, phases, phases_of(runs, keys, "sharpness_catapult"))
         else:
-            study.tell(t.number, state=TrialState.FAIL)
-            if complete:
+            if params and t.number not in replaced:
                 # A kill between ask and set_user_attr leaves the round attrs unset;
                 # such a trial belongs to the round planned last (next_round).
                 planned = dict(
                     zip(("round", "round_size"), study.user_attrs["round_plan"], strict=True)
                 )
-                study.enqueue_trial(
-                    t.params, user_attrs={**planned, **_round_attrs(t)}, skip_if_exists=False
-                )
+                attrs = {**planned, **_round_attrs(t), "replaces": t.number}
+                study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+            study.tell(t.number, state=TrialState.FAIL)
         settled += 1
-    if spec.search.sampler == "grid" and not study.user_attrs.get("grid_enqueued"):
-        for point in grid_points(spec.search_view):
-            study.enqueue_trial(point)
-        study.set_user_attr("grid_enqueued", True)
     return settled
+
+
+def trial_params(trial, spec: SweepSpec) -> dict:
+    """The trial's point {width, (depth,) eta_lambda0} (:func:`distributions`): its
+    params, or the enqueued params of a trial popped from the queue and killed before
+    they were set; {} if not all are known."""
+    names = set(distributions(spec))
+    params = trial.params if set(trial.params) == names else trial.system_attrs.get("fixed_params")
+    return dict(params) if params and names <= set(params) else {}
 
 
 def _round_attrs(trial) -> dict:

@@ -194,6 +194,51 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
     assert not (tmp_path / "g").exists()
 
 
+@pytest.mark.parametrize(
+    ("x", "match"),
+    [
+        (_x(6, 2).astype(np.complex128) * 1j, "expected real numbers, got dtype complex128"),
+        (np.array([[1.0, np.inf], [0.0, 1.0]]), "1 entries are inf or NaN"),
+        (np.array([[1.0, np.nan]]), "1 entries are inf or NaN"),
+        (np.array([[True, False]]), "expected real numbers, got dtype bool"),
+    ],
+    ids=["complex", "inf", "nan", "bool"],
+)
+def test_cli_rejects_complex_and_non_finite_inputs(tmp_path, capsys, x, match):
+    np.save(tmp_path / "x.npy", x)
+    args = ["gram", "--x1", str(tmp_path / "x.npy"), "--out", str(tmp_path / "g"), "--quiet"]
+    assert cli_main([*args, "--depth", "1", "--sigma-w", "1"]) == 2
+    err = capsys.readouterr().err
+    assert match in err and "x.npy" in err
+    assert not (tmp_path / "g").exists()
+
+
+def test_an_overflowing_gram_is_never_written(ray_local, tmp_path):
+    # Finite inputs of 1e308 overflow the kernel (x.x = inf): refused, nothing complete.
+    x = np.full((4, 2), 1e308)
+    with pytest.raises(ValueError, match="inf or NaN entries in tile"):
+        gram(x, tile=2, out=tmp_path / "g", **CFG)
+    assert not is_complete(tmp_path / "g")
+
+
+def test_a_flipped_byte_of_a_stored_gram_is_found(ray_local, tmp_path):
+    from ntk_dist.study.check import check_results
+
+    out = tmp_path / "g"
+    gram(_x(30, 3), tile=8, out=out, **CFG)
+    assert check_results(out).problems == []
+    data = bytearray((out / "ntk.npy").read_bytes())
+    rng = np.random.default_rng(1)
+    for offset in rng.choice(np.arange(128, len(data)), size=20, replace=False):  # past header
+        flipped = bytearray(data)
+        flipped[offset] ^= 1 << int(rng.integers(8))
+        (out / "ntk.npy").write_bytes(bytes(flipped))
+        assert "differ from the sha256 logged" in "\n".join(check_results(out).problems) or (
+            "is not its transpose" in "\n".join(check_results(out).problems)
+        ), offset
+    (out / "ntk.npy").write_bytes(bytes(data))
+
+
 # --- resume after SIGKILL of the driver ---
 
 _DRIVER = """

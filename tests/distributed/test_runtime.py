@@ -58,6 +58,11 @@ def test_local_default_listens_on_loopback_only_with_token_auth():
     assert report["port_8265"] == []  # Ray's dashboard port: nothing listens on it
     assert report["token_auth"] is True and report["gcs_auth_mode"] == ["token"], report
 
+    # Ray's fixed agent port: a second local instance on this host could not bind it.
+    assert 52365 not in [port for _, port, _ in report["sockets"]], report
+    token = Path.home() / ".ray" / "auth_token"
+    assert token.stat().st_mode & 0o077 == 0  # owner-only
+
 
 def test_starting_ray_after_jax_prints_no_fork_warning(monkeypatch, recwarn):
     # Ray's start forks (subprocess with a preexec_fn) only to exec its servers; JAX,
@@ -84,3 +89,25 @@ def test_starting_ray_after_jax_prints_no_fork_warning(monkeypatch, recwarn):
     assert any("os.fork()" in str(w.message) for w in control)  # the warning exists
     assert ensure_ray(address="auto")
     assert not [w for w in recwarn if "os.fork()" in str(w.message)]
+
+
+def test_the_token_file_is_created_owner_only_or_made_so(tmp_path, monkeypatch):
+    from ntk_dist.distributed.runtime import secure_token_file
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    path = secure_token_file()
+    assert path == tmp_path / ".ray" / "auth_token"
+    assert path.stat().st_mode & 0o777 == 0o600 and len(path.read_text()) >= 32
+    path.chmod(0o644)  # as Ray writes it
+    token = path.read_text()
+    assert secure_token_file().stat().st_mode & 0o777 == 0o600 and path.read_text() == token
+
+
+def test_free_ports_are_free_and_on_loopback():
+    import socket
+
+    from ntk_dist.distributed.runtime import free_port
+
+    port = free_port()
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", port))  # still free: nothing kept it

@@ -22,15 +22,6 @@ N_TRIALS, PARALLEL, SEEDS = 12, 4, 2  # three rounds of four points
 NO_RUNS = pa.table({"run_key": pa.array([], pa.string()), "phase": pa.array([], pa.string())})
 #: Rounds a driver may take before the test calls it stuck (a sweep here needs three).
 MAX_ROUNDS = 10
-#: Samplers whose next points depend on more than the study's history.
-NOT_RESUME_SAFE = {
-    "tpe": "seeded RNG restarts when the study is reloaded (docs/specs.md: only boundary "
-    "is resume-safe)",
-    "random": "seeded RNG restarts when the study is reloaded (docs/specs.md: only boundary "
-    "is resume-safe)",
-    "grid": "after a mid-round crash, ask() pops the oldest WAITING grid point instead of "
-    "the re-enqueued trial, and next_round then returns [] forever",
-}
 
 
 def _label(eta_lambda0: float) -> str:
@@ -115,14 +106,7 @@ def test_same_seed_and_history_ask_the_same_points(sampler, tmp_path):
     assert first == second
 
 
-def _resume_marks(name):
-    reason = NOT_RESUME_SAFE.get(name)
-    return [pytest.mark.xfail(strict=True, reason=reason)] if reason else []
-
-
-@pytest.mark.parametrize(
-    "name", [pytest.param(n, marks=_resume_marks(n)) for n in SAMPLERS]
-)  # fmt: skip
+@pytest.mark.parametrize("name", SAMPLERS)
 def test_a_study_reloaded_from_its_journal_asks_the_same_points(name, tmp_path):
     spec = _spec(name)
     _drive(spec, tmp_path / "uninterrupted")

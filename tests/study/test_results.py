@@ -119,7 +119,7 @@ def test_empty_store_reads_as_an_empty_table(tmp_path):
 def test_a_crash_while_writing_leaves_no_file(tmp_path, monkeypatch):
     append_runs(tmp_path, _rows(["a"]))
 
-    def dies_midway(table, where):
+    def dies_midway(table, where, **options):
         where.write(b"PAR1 half a file")
         raise KeyboardInterrupt  # stands in for the process dying during the write
 

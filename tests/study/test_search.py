@@ -142,9 +142,16 @@ def test_grid_points_layout():
     assert max(ratios) == pytest.approx(min(ratios))
 
 
-def test_grid_sampler_refuses_to_sample_beyond_the_grid():
-    study = optuna.create_study(sampler=make_sampler(dict(SPEC, sampler="grid")))
-    with pytest.raises(ValueError, match="runs only the enqueued grid points"):
+def test_grid_sampler_asks_each_grid_point_once_then_refuses():
+    spec = dict(SPEC, sampler="grid", n_trials=6)
+    study = optuna.create_study(sampler=make_sampler(spec))
+    asked = []
+    for _ in grid_points(spec):
+        trial = study.ask(DISTS)
+        asked.append(dict(trial.params))
+        study.tell(trial, 0.0)
+    assert asked == grid_points(spec)  # in grid order, none twice
+    with pytest.raises(ValueError, match="every one of the 6 grid points is taken"):
         study.ask(DISTS)
 
 
