@@ -162,7 +162,9 @@ def _parse_params(base: str, arg: str, name: str) -> tuple:
         return given
     if len(given) > len(spec):
         names = ", ".join(n for n, _ in spec) or "none"
-        raise ValueError(f"{name}: {base} takes at most {len(spec)} parameters ({names}), got {arg!r}")
+        raise ValueError(
+            f"{name}: {base} takes at most {len(spec)} parameters ({names}), got {arg!r}"
+        )
     params = given + tuple(v for _, v in spec[len(given) :])
     if base in ("monomial", "rectified_monomial"):
         if params[0] != int(params[0]) or params[0] < (0 if base == "monomial" else 1):

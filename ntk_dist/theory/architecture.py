@@ -63,7 +63,9 @@ class FC:
         set_(self, "depth", validate.positive_int(self.depth, "depth"))
         depth = self.depth
         set_(self, "activation", _per_layer(self.activation, depth, "activation", get_activation))
-        set_(self, "sigma_w", _per_layer(self.sigma_w, depth + 1, "sigma_w", validate.positive_float))
+        set_(
+            self, "sigma_w", _per_layer(self.sigma_w, depth + 1, "sigma_w", validate.positive_float)
+        )
         set_(
             self,
             "sigma_b",

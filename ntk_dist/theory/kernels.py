@@ -26,7 +26,6 @@ on and above the diagonal, in parallel threads, and mirrors the rest.
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -46,7 +45,6 @@ KINDS = ("nngp", "ntk")
 #: Tile edge of the threaded square/cross Gram path (measured best on a 2-core CPU;
 #: see bench/bench_kernels.py).
 DEFAULT_TILE = 512
-
 
 
 class KernelConfig(NamedTuple):
@@ -176,7 +174,7 @@ def _with_scales(cfg: KernelConfig, xs) -> KernelConfig:
     for layer, act in enumerate(cfg.acts):
         scale = quadrature.scale_class(float(jnp.max(d))) if d.size else 1
         scales.append(None if act.closed_form else scale)
-        e, _ = _transforms(act, scale)[1](d)
+        e, _ = jax.jit(_transforms(act, scale)[1])(d)
         d = cfg.sws[layer + 1] ** 2 * e + cfg.sbs[layer + 1] ** 2
     return cfg._replace(scales=tuple(scales))
 

@@ -102,16 +102,22 @@ def _scipy_expectation(f, g, k12, a, b):
     pdf = lambda z: math.exp(-z * z / 2) / math.sqrt(2 * math.pi)  # noqa: E731
     opts = dict(epsabs=1e-14, epsrel=1e-13, limit=400)
     if s < 1e-12:
-        val, _ = integrate.quad(lambda z: f(ra * z) * g(rb * c * z) * pdf(z), -12, 12, points=[0.0], **opts)
+        val, _ = integrate.quad(
+            lambda z: f(ra * z) * g(rb * c * z) * pdf(z), -12, 12, points=[0.0], **opts
+        )
         return val
 
     def inner(z1):
         kink = -c * z1 / s
         pts = [kink] if -12 < kink < 12 else None
-        val, _ = integrate.quad(lambda z2: g(rb * (c * z1 + s * z2)) * pdf(z2), -12, 12, points=pts, **opts)
+        val, _ = integrate.quad(
+            lambda z2: g(rb * (c * z1 + s * z2)) * pdf(z2), -12, 12, points=pts, **opts
+        )
         return val
 
-    val, _ = integrate.quad(lambda z1: f(ra * z1) * inner(z1) * pdf(z1), -12, 12, points=[0.0], **opts)
+    val, _ = integrate.quad(
+        lambda z1: f(ra * z1) * inner(z1) * pdf(z1), -12, 12, points=[0.0], **opts
+    )
     return val
 
 
@@ -122,7 +128,9 @@ _SCIPY = {
     "abs": (abs, lambda h: math.copysign(1.0, h)),
     "gelu": (
         lambda h: h * (1 + math.erf(h / math.sqrt(2))) / 2,
-        lambda h: (1 + math.erf(h / math.sqrt(2))) / 2 + h * math.exp(-h * h / 2) / math.sqrt(2 * math.pi),
+        lambda h: (
+            (1 + math.erf(h / math.sqrt(2))) / 2 + h * math.exp(-h * h / 2) / math.sqrt(2 * math.pi)
+        ),
     ),
     "sin": (math.sin, math.cos),
     "gaussian": (lambda h: math.exp(-h * h), lambda h: -2 * h * math.exp(-h * h)),
