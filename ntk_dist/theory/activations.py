@@ -152,10 +152,13 @@ def _parse_params(base: str, arg: str, name: str) -> tuple:
     try:
         given = tuple(float(a) for a in arg.split(",")) if arg else ()
     except ValueError:
-        raise ValueError(
-            f"{name}: the parameters of {base} must be numbers, got {arg!r} "
-            f"(write e.g. '{base}:{','.join(str(v) for _, v in spec) or '1,0.5'}')"
-        ) from None
+        what = (
+            f"{base} {spec[0][0]} must be a number"
+            if len(spec) == 1
+            else f"the parameters of {base} must be numbers"
+        )
+        example = ",".join(str(v) for _, v in spec) or "1,0.5"
+        raise ValueError(f"{name}: {what}, got {arg!r} (write e.g. '{base}:{example}')") from None
     if base == "polynomial":
         if not given:
             raise ValueError(f"{name}: polynomial needs coefficients, e.g. 'polynomial:0,1,0.5'")
