@@ -76,12 +76,14 @@ def _check(name, rows, cross_of_scale):
             assert errd.max() < TOL, (name, "E[phi' phi']", rows[sel][errd.argmax()], errd.max())
 
 
+@pytest.mark.slow  # ~2e6 nodes per entry at K = 1e3
 @pytest.mark.parametrize("name", CLOSED)
 def test_quadrature_path_matches_each_closed_form(name):
     big = 1e3 if not name.startswith("exp") else 30.0  # E[exp(u)^2] = e^{2K} overflows
     _check(name, _grid(big), lambda act, scale: quadrature.cross_transform(act.fn, scale))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CLOSED)
 def test_diagonal_transform_matches_closed_form(name):
     act = get_activation(name)
