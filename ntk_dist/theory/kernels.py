@@ -9,14 +9,14 @@ Recursion over the L hidden layers plus the readout (NTK parameterisation):
 with (u, v) ~ N(0, [[K^l(x,x), K^l(x,x')], [K^l(x,x'), K^l(x',x')]]). The output
 kernels are K^{L+1} (NNGP) and Theta^{L+1} (NTK), for ``depth`` = L >= 1.
 
-Closed forms (Cho & Saul 2009 for relu; Williams 1997 for erf) are used for erf,
-relu, leaky relu and identity. Any other elementwise JAX function goes through
-numerical quadrature of the bivariate Gaussian expectation, with phi' from
-``jax.grad``. The quadrature is Gauss-Legendre on [-10, 10] standard deviations,
-split where the integrand can have a kink (the argument of phi crossing 0):
-plain Gauss-Hermite converges only as O(1/q) for relu-like activations (1.6%
-error at q = 64 for relu at correlation -0.5), split Gauss-Legendre converges
-geometrically on each smooth piece. Cost O(q^2) activation calls per entry.
+Per-layer scales and activations and the standard parameterisation follow
+docs/theory.md §2.1. Closed forms (:mod:`ntk_dist.theory.closed_forms`, docs/theory.md
+§2.2) cover erf, the ABRelu family (relu, leaky relu, abs), gelu, sin/cos/rbf, Gaussian,
+exp, sign, monomials, rectified monomials and polynomials. Any other elementwise JAX
+function goes through the polar quadrature of :mod:`ntk_dist.theory.quadrature`
+(docs/theory.md §2.3), with phi' from ``jax.grad``, exact to 1e-9 at any K(x, x) in
+[1e-3, 1e3]; its node class is fixed per layer from the largest K(x, x) (the diagonal
+recursion, run first on the host).
 
 Cost of the closed forms: one X X^T product (run at full float32 precision on
 GPUs, ``Precision.HIGHEST``) plus O(L) transcendental calls per entry (erf:
@@ -100,13 +100,15 @@ def fc_kernel(
       arch: the architecture, an :class:`ntk_dist.FC`; or leave it ``None`` and pass
         its fields as keywords (``depth=3, activation="erf", sigma_w=1.5, sigma_b=0.05``;
         FC's defaults fill the rest). ``activation`` may be any name from
-        ``ntk_dist.theory.activations`` (closed forms for erf, relu, leaky relu and
-        identity) or an elementwise JAX function (quadrature).
+        ``ntk_dist.theory.activations`` (closed forms, docs/theory.md §2.2) or an
+        elementwise JAX function (quadrature, §2.3); per-layer lists and
+        ``parameterization="standard"`` with ``widths`` as in :class:`ntk_dist.FC`.
       get: which kernels to return, a subset of ``("nngp", "ntk")``.
       diagonal: return only K(x, x) for each row of x1, shape (N1,), by the cheaper
         diagonal recursion (x2 must be None).
       tile: edge of the tiles computed in parallel threads for large Grams
-        (default ``DEFAULT_TILE``); results do not depend on it beyond rounding.
+        (default ``DEFAULT_TILE``); results do not depend on it beyond rounding
+        (1e-12 in float64, quadrature included: pairs are integrated symmetrically).
 
     Returns:
       :class:`Kernel` of arrays with the inputs' dtype.
