@@ -157,7 +157,9 @@ def ntk_gp(
         ``dynamics="gd"`` they are step counts (non-negative integers or ``inf``).
       lr: learning rate eta > 0 of our loss (docs/theory.md §3).
       dynamics: ``"flow"`` (gradient flow) or ``"gd"`` (discrete gradient descent).
-      diag_reg: relative diagonal regulariser of Theta(X, X) and K(X, X) (module docstring).
+      diag_reg: relative diagonal regulariser of Theta(X, X) only, as neural-tangents'
+        ``diag_reg`` in ``gradient_descent_mse_ensemble`` (module docstring); K(X, X)
+        enters the covariance unregularised.
 
     Returns:
       :class:`GaussianPrediction` with mean ``(*T, N, k)`` and cov ``(*T, N, N)``.
@@ -190,7 +192,7 @@ def ntk_gp(
 @functools.partial(jax.jit, static_argnames="dynamics")
 def _ntk_gp_core(theta, theta_tx, k_x, k_tx, k_tt, y, times, lr_eff, diag_reg, dynamics):
     eigs, vecs = jnp.linalg.eigh(regularise(theta, diag_reg))
-    k_x = regularise(k_x, diag_reg)
+    k_x = symmetrise(k_x)
     _, ratio = mode_decay(eigs, times, lr_eff, dynamics)  # (T, m)
     proj = theta_tx @ vecs  # Theta(x*, X) V, (N, m)
     a = jnp.einsum("nj,tj,ij->tni", proj, ratio, vecs)  # A(t), (T, N, m)

@@ -9,14 +9,14 @@ Recursion over the L hidden layers plus the readout (NTK parameterisation):
 with (u, v) ~ N(0, [[K^l(x,x), K^l(x,x')], [K^l(x,x'), K^l(x',x')]]). The output
 kernels are K^{L+1} (NNGP) and Theta^{L+1} (NTK), for ``depth`` = L >= 1.
 
-Closed forms (Cho & Saul 2009 for relu; Williams 1997 for erf) are used for erf,
-relu, leaky relu and identity. Any other elementwise JAX function goes through
-numerical quadrature of the bivariate Gaussian expectation, with phi' from
-``jax.grad``. The quadrature is Gauss-Legendre on [-10, 10] standard deviations,
-split where the integrand can have a kink (the argument of phi crossing 0):
-plain Gauss-Hermite converges only as O(1/q) for relu-like activations (1.6%
-error at q = 64 for relu at correlation -0.5), split Gauss-Legendre converges
-geometrically on each smooth piece. Cost O(q^2) activation calls per entry.
+Per-layer scales and activations and the standard parameterisation follow
+docs/theory.md §2.1. Closed forms (:mod:`ntk_dist.theory.closed_forms`, docs/theory.md
+§2.2) cover erf, the ABRelu family (relu, leaky relu, abs), gelu, sin/cos/rbf, Gaussian,
+exp, sign, monomials, rectified monomials and polynomials. Any other elementwise JAX
+function goes through the polar quadrature of :mod:`ntk_dist.theory.quadrature`
+(docs/theory.md §2.3), with phi' from ``jax.grad``, exact to 1e-9 at any K(x, x) in
+[1e-3, 1e3]; its node class is fixed per layer from the largest K(x, x) (the diagonal
+recursion, run first on the host).
 
 Cost of the closed forms: one X X^T product (run at full float32 precision on
 GPUs, ``Precision.HIGHEST``) plus O(L) transcendental calls per entry (erf:
@@ -26,7 +26,6 @@ on and above the diagonal, in parallel threads, and mirrors the rest.
 
 from __future__ import annotations
 
-import math
 import os
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -38,6 +37,7 @@ import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.core.dtypes import require_x64
+from ntk_dist.theory import closed_forms, quadrature
 from ntk_dist.theory.activations import Activation
 from ntk_dist.theory.architecture import FC, resolve
 
@@ -47,8 +47,28 @@ KINDS = ("nngp", "ntk")
 #: see bench/bench_kernels.py).
 DEFAULT_TILE = 512
 
-_QUAD_NODES = 32  # Gauss-Legendre nodes per piece
-_QUAD_RANGE = 10.0  # integrate over [-10, 10] standard deviations
+
+class KernelConfig(NamedTuple):
+    """The static arguments of the jitted recursions (hashable).
+
+    Attributes:
+      acts: the L hidden activations.
+      sws, sbs: sigma_w and sigma_b of the L + 1 dense layers (readout last).
+      param: ``"ntk"`` or ``"standard"``.
+      widths: the L hidden widths (standard parameterisation), or None.
+      want_nngp, want_ntk: which kernels to return.
+      scales: the quadrature scale class of each hidden layer
+        (:func:`ntk_dist.theory.quadrature.scale_class`), None for closed forms.
+    """
+
+    acts: tuple
+    sws: tuple
+    sbs: tuple
+    param: str
+    widths: tuple | None
+    want_nngp: bool
+    want_ntk: bool
+    scales: tuple | None = None
 
 
 class Kernel(NamedTuple):
@@ -81,13 +101,15 @@ def fc_kernel(
       arch: the architecture, an :class:`ntk_dist.FC`; or leave it ``None`` and pass
         its fields as keywords (``depth=3, activation="erf", sigma_w=1.5, sigma_b=0.05``;
         FC's defaults fill the rest). ``activation`` may be any name from
-        ``ntk_dist.theory.activations`` (closed forms for erf, relu, leaky relu and
-        identity) or an elementwise JAX function (quadrature).
+        ``ntk_dist.theory.activations`` (closed forms, docs/theory.md §2.2) or an
+        elementwise JAX function (quadrature, §2.3); per-layer lists and
+        ``parameterization="standard"`` with ``widths`` as in :class:`ntk_dist.FC`.
       get: which kernels to return, a subset of ``("nngp", "ntk")``.
       diagonal: return only K(x, x) for each row of x1, shape (N1,), by the cheaper
         diagonal recursion (x2 must be None).
       tile: edge of the tiles computed in parallel threads for large Grams
-        (default ``DEFAULT_TILE``); results do not depend on it beyond rounding.
+        (default ``DEFAULT_TILE``); results do not depend on it beyond rounding
+        (1e-12 in float64, quadrature included: pairs are integrated symmetrically).
 
     Returns:
       :class:`Kernel` of arrays with the inputs' dtype.
@@ -109,19 +131,21 @@ def fc_kernel(
     if diagonal:
         if x2 is not None:
             raise ValueError("diagonal=True computes K(x, x) of x1 alone; pass x2=None")
-        return _diag_kernel(x1, **cfg)
+        return _diag_kernel(x1, _with_scales(cfg, [x1]))
     tile = DEFAULT_TILE if tile is None else validate.positive_int(tile, "tile")
     if x2 is None:
+        cfg = _with_scales(cfg, [x1])
         if x1.shape[0] <= tile:
-            return _square_block(x1, **cfg)
+            return _square_block(x1, cfg)
         return _tiled(x1, None, tile, cfg)
     x2 = jnp.asarray(x2, dtype)
+    cfg = _with_scales(cfg, [x1, x2])
     if x1.shape[0] * x2.shape[0] <= tile * tile:
-        return _cross_block(x1, x2, **cfg)
+        return _cross_block(x1, x2, cfg)
     return _tiled(x1, x2, tile, cfg)
 
 
-def kernel_config(arch: FC, get) -> dict:
+def kernel_config(arch: FC, get) -> KernelConfig:
     """The static arguments of the jitted recursions for ``arch`` and the kinds in ``get``.
 
     Raises:
@@ -132,14 +156,31 @@ def kernel_config(arch: FC, get) -> dict:
     get = tuple(get)
     if not get or any(g not in KINDS for g in get):
         raise ValueError(f"get must be a non-empty subset of {KINDS}, got {get!r}")
-    return dict(
-        depth=arch.depth,
-        act=arch.activation,
-        sw=arch.sigma_w,
-        sb=arch.sigma_b,
-        want_ntk="ntk" in get,
+    return KernelConfig(
+        acts=arch.layer_activations,
+        sws=arch.layer_sigma_w,
+        sbs=arch.layer_sigma_b,
+        param=arch.parameterization,
+        widths=arch.widths,
         want_nngp="nngp" in get,
+        want_ntk="ntk" in get,
     )
+
+
+def _with_scales(cfg: KernelConfig, xs) -> KernelConfig:
+    """Fix the quadrature node class of each hidden layer from the largest K(x, x) that
+    reaches it (the diagonal recursion, run once on the host; docs/theory.md §2.3)."""
+    if all(a.closed_form for a in cfg.acts):
+        return cfg
+    x = jnp.concatenate(xs) if len(xs) > 1 else xs[0]
+    d = (cfg.sws[0] ** 2 / x.shape[1]) * jnp.sum(x * x, axis=1) + cfg.sbs[0] ** 2
+    scales = []
+    for layer, act in enumerate(cfg.acts):
+        scale = quadrature.scale_class(float(jnp.max(d))) if d.size else 1
+        scales.append(None if act.closed_form else scale)
+        e, _ = jax.jit(_transforms(act, scale)[1])(d)
+        d = cfg.sws[layer + 1] ** 2 * e + cfg.sbs[layer + 1] ** 2
+    return cfg._replace(scales=tuple(scales))
 
 
 def _float_dtype(x1, x2):
@@ -151,131 +192,13 @@ def _float_dtype(x1, x2):
 
 
 # ---------------------------------------------------------------------------
-# Layer transforms. Each maps the NNGP cross term K12 and the diagonals d1, d2
-# (broadcastable) to (E[phi(u) phi(v)], E[phi'(u) phi'(v)]).
-
-
-def _erf_cross(k12, d1, d2):
-    inv = jax.lax.rsqrt(1 + 2 * d1) * jax.lax.rsqrt(1 + 2 * d2)
-    s = jnp.clip(2 * k12 * inv, -1.0, 1.0)
-    e = (2 / math.pi) * jnp.arcsin(s)
-    # 4/pi / sqrt((1+2K11)(1+2K22) - 4 K12^2), written with the clipped s.
-    ed = (4 / math.pi) * inv * jax.lax.rsqrt(jnp.maximum(1 - s * s, jnp.finfo(s.dtype).tiny))
-    return e, ed
-
-
-def _erf_diag(d):
-    return (2 / math.pi) * jnp.arcsin(2 * d / (1 + 2 * d)), (4 / math.pi) * jax.lax.rsqrt(1 + 4 * d)
-
-
-def _leaky_cross(slope):
-    def cross(k12, d1, d2):
-        norm = jnp.sqrt(d1 * d2)  # sqrt(d * d) == d exactly, so c == 1 on a pinned diagonal
-        c = jnp.clip(k12 / norm, -1.0, 1.0)
-        s = jnp.sqrt(1 - c * c)
-        t = jnp.arctan2(s, c)  # arccos(c), accurate near |c| = 1
-        a2 = 1 + slope * slope
-        # phi(u) = relu(u) - a relu(-u); flipping one sign maps t -> pi - t.
-        e = norm * (a2 * (s + (math.pi - t) * c) - 2 * slope * (s - t * c)) / (2 * math.pi)
-        ed = (a2 * (math.pi - t) + 2 * slope * t) / (2 * math.pi)
-        return e, ed
-
-    return cross
-
-
-def _leaky_diag(slope):
-    a2 = 1 + slope * slope
-    return lambda d: (a2 * d / 2, jnp.full_like(d, a2 / 2))
-
-
-def _identity_cross(k12, d1, d2):
-    return k12, jnp.ones_like(k12)
-
-
-def _identity_diag(d):
-    return d, jnp.ones_like(d)
-
-
-def _transforms(act: Activation):
-    if act.name == "erf":
-        return _erf_cross, _erf_diag
-    if act.name in ("relu", "leaky_relu"):
-        return _leaky_cross(act.slope), _leaky_diag(act.slope)
-    if act.name == "identity":
-        return _identity_cross, _identity_diag
-    return _quad_cross(act.fn), _quad_diag(act.fn)
-
-
-def _legendre(dtype):
-    t, w = np.polynomial.legendre.leggauss(_QUAD_NODES)
-    return jnp.asarray(t, dtype), jnp.asarray(w, dtype)
-
-
-def _pieces(lo, hi, t, w):
-    """Nodes and Gaussian-density weights of Gauss-Legendre on [lo, hi] (broadcast)."""
-    mid, half = (hi + lo)[..., None] / 2, (hi - lo)[..., None] / 2
-    z = mid + half * t
-    return z, half * w * jnp.exp(-z * z / 2) / math.sqrt(2 * math.pi)
-
-
-def _split_nodes(kink, t, w):
-    """Nodes on [-R, kink] and [kink, R] (kink clipped into the range), concatenated."""
-    r = jnp.asarray(_QUAD_RANGE, t.dtype)
-    kink = jnp.clip(kink, -r, r)
-    z1, w1 = _pieces(jnp.broadcast_to(-r, kink.shape), kink, t, w)
-    z2, w2 = _pieces(kink, jnp.broadcast_to(r, kink.shape), t, w)
-    return jnp.concatenate([z1, z2], -1), jnp.concatenate([w1, w2], -1)
-
-
-def _elementwise_grad(fn):
-    g = jax.grad(fn)
-    return lambda h: jax.vmap(g)(h.ravel()).reshape(h.shape)
-
-
-def _quad_cross(fn):
-    dfn = _elementwise_grad(fn)
-
-    def cross(k12, d1, d2):
-        shape = jnp.broadcast_shapes(k12.shape, d1.shape, d2.shape)
-        k12, d1, d2 = (jnp.broadcast_to(a, shape).ravel() for a in (k12, d1, d2))
-        t, w = _legendre(k12.dtype)
-
-        def one(args):
-            k, a, b = args
-            ra, rb = jnp.sqrt(a), jnp.sqrt(b)
-            c = jnp.clip(k / (ra * rb), -1.0, 1.0)
-            s = jnp.sqrt(1 - c * c)
-            za, wa = _split_nodes(jnp.zeros(()), t, w)  # u = ra * za has its kink at 0
-            # v = rb (c za + s zb) crosses 0 at zb = -c za / s.
-            kink = jnp.where(s > 0, -c * za / jnp.where(s > 0, s, 1), jnp.inf)
-            zb, wb = _split_nodes(kink, t, w)  # (2q, 2q)
-            u = ra * za
-            v = rb * (c * za[:, None] + s * zb)
-            ww = wa[:, None] * wb
-            e = jnp.sum(ww * fn(u)[:, None] * fn(v))
-            ed = jnp.sum(ww * dfn(u)[:, None] * dfn(v))
-            return e, ed
-
-        e, ed = jax.lax.map(one, (k12, d1, d2), batch_size=64)
-        return e.reshape(shape), ed.reshape(shape)
-
-    return cross
-
-
-def _quad_diag(fn):
-    dfn = _elementwise_grad(fn)
-
-    def diag(d):
-        t, w = _legendre(d.dtype)
-        z, wz = _split_nodes(jnp.zeros(()), t, w)
-        u = jnp.sqrt(d)[..., None] * z
-        return jnp.sum(wz * fn(u) ** 2, -1), jnp.sum(wz * dfn(u) ** 2, -1)
-
-    return diag
-
-
-# ---------------------------------------------------------------------------
 # Recursions.
+
+
+def _transforms(act: Activation, scale: int | None):
+    if act.closed_form:
+        return closed_forms.transforms(act.name, act.params)
+    return quadrature.cross_transform(act.fn, scale), quadrature.diag_transform(act.fn, scale)
 
 
 def _input_terms(x1, x2, sw, sb):
@@ -286,11 +209,29 @@ def _input_terms(x1, x2, sw, sb):
     return k, d1, d2
 
 
-def _recurse(k, d1, d2, *, depth, act, sw, sb, want_ntk, want_nngp, square=False):
-    cross, diag = _transforms(act)
-    sw2, sb2 = sw * sw, sb * sb
-    theta = k if want_ntk else None
-    for _ in range(depth):
+def _ntk_input(k, n0, sw, sb, param):
+    """Theta^1: K^1 in NTK parameterisation; <x, x'> (+ 1 for a bias) in standard."""
+    if param == "ntk":
+        return k
+    return (k - sb * sb) * (n0 / (sw * sw)) + (1.0 if sb > 0 else 0.0)
+
+
+def _ntk_step(k_new, ed, theta, e, sw, sb, width, param):
+    """Theta^{l+1} from Theta^l (docs/theory.md §2.1): K^{l+1} + sw^2 E[phi' phi'] Theta^l
+    (NTK); n_l E[phi phi] + [sb > 0] + sw^2 E[phi' phi'] Theta^l (standard)."""
+    if param == "ntk":
+        return k_new + sw * sw * ed * theta
+    return width * e + (1.0 if sb > 0 else 0.0) + sw * sw * ed * theta
+
+
+def _recurse(k, d1, d2, n0, *, cfg, square=False):
+    sws, sbs, acts, scales = cfg.sws, cfg.sbs, cfg.acts, cfg.scales
+    param, widths = cfg.param, cfg.widths
+    want_ntk = cfg.want_ntk
+    theta = _ntk_input(k, n0, sws[0], sbs[0], param) if want_ntk else None
+    for layer in range(len(acts)):
+        cross, diag = _transforms(acts[layer], None if scales is None else scales[layer])
+        sw2, sb2 = sws[layer + 1] ** 2, sbs[layer + 1] ** 2
         if square:
             # Pin K(x, x) to the diagonal recursion: arccos/arcsin are ill-conditioned at
             # correlation 1, so a GEMM rounding of 1e-16 would otherwise cost 1e-8.
@@ -298,17 +239,15 @@ def _recurse(k, d1, d2, *, depth, act, sw, sb, want_ntk, want_nngp, square=False
         e, ed = cross(k, d1[:, None], d2[None, :])
         de1, ded1 = diag(d1)
         if square:
-            if not act.closed_form:
-                # Quadrature integrates u then v, so it is symmetric only up to rounding.
-                e, ed = (e + e.T) / 2, (ed + ed.T) / 2
             # The diagonal then equals diagonal=True exactly, quadrature included.
             e, ed = _set_diagonal(e, de1), _set_diagonal(ed, ded1)
         k = sw2 * e + sb2
         if want_ntk:
-            theta = k + sw2 * ed * theta
+            width = None if widths is None else widths[layer]
+            theta = _ntk_step(k, ed, theta, e, sws[layer + 1], sbs[layer + 1], width, param)
         d2 = sw2 * de1 + sb2 if square else sw2 * diag(d2)[0] + sb2
         d1 = sw2 * de1 + sb2
-    return Kernel(k if want_nngp else None, theta)
+    return Kernel(k if cfg.want_nngp else None, theta)
 
 
 def _set_diagonal(a, d):
@@ -316,31 +255,32 @@ def _set_diagonal(a, d):
     return a.at[idx, idx].set(d)
 
 
-@partial(jax.jit, static_argnames=("depth", "act", "sw", "sb", "want_ntk", "want_nngp"))
-def _cross_block(x1, x2, **cfg):
-    k, d1, d2 = _input_terms(x1, x2, cfg["sw"], cfg["sb"])
-    return _recurse(k, d1, d2, **cfg)
+@partial(jax.jit, static_argnames="cfg")
+def _cross_block(x1, x2, cfg):
+    k, d1, d2 = _input_terms(x1, x2, cfg.sws[0], cfg.sbs[0])
+    return _recurse(k, d1, d2, x1.shape[1], cfg=cfg)
 
 
-@partial(jax.jit, static_argnames=("depth", "act", "sw", "sb", "want_ntk", "want_nngp"))
-def _square_block(x, **cfg):
-    k, d1, _ = _input_terms(x, x, cfg["sw"], cfg["sb"])
+@partial(jax.jit, static_argnames="cfg")
+def _square_block(x, cfg):
+    k, d1, _ = _input_terms(x, x, cfg.sws[0], cfg.sbs[0])
     k = (k + k.T) / 2  # the GEMM need not be bitwise symmetric; the recursion then is
-    return _recurse(k, d1, d1, square=True, **cfg)
+    return _recurse(k, d1, d1, x.shape[1], cfg=cfg, square=True)
 
 
-@partial(jax.jit, static_argnames=("depth", "act", "sw", "sb", "want_ntk", "want_nngp"))
-def _diag_kernel(x, *, depth, act, sw, sb, want_ntk, want_nngp):
-    _, diag = _transforms(act)
-    sw2, sb2 = sw * sw, sb * sb
-    d = (sw2 / x.shape[1]) * jnp.sum(x * x, axis=1) + sb2
-    theta = d
-    for _ in range(depth):
+@partial(jax.jit, static_argnames="cfg")
+def _diag_kernel(x, cfg):
+    d = (cfg.sws[0] ** 2 / x.shape[1]) * jnp.sum(x * x, axis=1) + cfg.sbs[0] ** 2
+    theta = _ntk_input(d, x.shape[1], cfg.sws[0], cfg.sbs[0], cfg.param)
+    for layer in range(len(cfg.acts)):
+        _, diag = _transforms(cfg.acts[layer], None if cfg.scales is None else cfg.scales[layer])
+        sw, sb = cfg.sws[layer + 1], cfg.sbs[layer + 1]
         e, ed = diag(d)
-        new = sw2 * e + sb2
-        theta = new + sw2 * ed * theta
+        new = sw * sw * e + sb * sb
+        width = None if cfg.widths is None else cfg.widths[layer]
+        theta = _ntk_step(new, ed, theta, e, sw, sb, width, cfg.param)
         d = new
-    return Kernel(d if want_nngp else None, theta if want_ntk else None)
+    return Kernel(d if cfg.want_nngp else None, theta if cfg.want_ntk else None)
 
 
 def _workers() -> int:
@@ -350,22 +290,22 @@ def _workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _tiled(x1, x2, tile: int, cfg: dict) -> Kernel:
+def _tiled(x1, x2, tile: int, cfg: KernelConfig) -> Kernel:
     """Tiles in parallel threads (XLA releases the GIL); square Grams compute i <= j only."""
     square = x2 is None
     rows = [x1[i : i + tile] for i in range(0, x1.shape[0], tile)]
     cols = rows if square else [x2[j : j + tile] for j in range(0, x2.shape[0], tile)]
     n1, n2 = x1.shape[0], (x1 if square else x2).shape[0]
-    kinds = [name for name in KINDS if cfg["want_" + name]]
+    kinds = [name for name in KINDS if getattr(cfg, "want_" + name)]
     out = {name: np.empty((n1, n2), x1.dtype) for name in kinds}
     pairs = [(i, j) for i in range(len(rows)) for j in range(i if square else 0, len(cols))]
 
     def work(pair):
         i, j = pair
         block = (
-            _square_block(rows[i], **cfg)
+            _square_block(rows[i], cfg)
             if square and i == j
-            else _cross_block(rows[i], cols[j], **cfg)
+            else _cross_block(rows[i], cols[j], cfg)
         )
         r, c = i * tile, j * tile
         for name in kinds:

@@ -30,8 +30,10 @@ s_i >= 0 at finite t (its s -> 0 limit is eta' t) and needs s_i > 0 at t = inf.
 The NNGP posterior uses a Cholesky factorisation of K + s^2 I. Neither forms an
 explicit inverse.
 
-Regulariser: ``diag_reg`` adds ``diag_reg * mean(diag(A))`` to the diagonal of each
-training kernel A (Theta(X, X) and K(X, X)) before anything else; it is relative,
+Regulariser: ``diag_reg`` adds ``diag_reg * mean(diag(A))`` to the diagonal of the
+kernel A that is solved with (Theta(X, X) in the linearised and NTK-GP dynamics, where
+K(X, X) enters the covariance unregularised; K(X, X) in the NNGP posterior) before
+anything else; it is relative,
 so one value suits kernels of any scale (neural-tangents' ``diag_reg`` with
 ``diag_reg_absolute_scale=False``). It changes the dynamics it regularises: leave
 it at 0 to reproduce gradient descent exactly, and raise it (1e-10 .. 1e-4) when a

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_dist import Activation, FCNetwork, empirical_ntk, fc_kernel, get_activation
+from ntk_dist import Activation, FCNetwork, fc_kernel, get_activation, monte_carlo_kernel
 from ntk_dist.theory.kernels import DEFAULT_TILE
 
 # Three inputs with different norms, one nearly anti-aligned with another.
@@ -19,12 +19,8 @@ WIDTH, DRAWS, OUTPUTS = 512, 160, 32
 
 
 def _monte_carlo(activation, depth, sigma_w, sigma_b):
-    """Per-draw NNGP and NTK estimates from finite networks, shape (DRAWS, N, N) each.
-
-    NNGP: the output covariance, averaged over the OUTPUTS independent readout units of
-    one draw (zero-mean outputs). NTK: the empirical NTK, averaged over its diagonal
-    output blocks. Both are unbiased at depth 1 and O(1/width) biased beyond.
-    """
+    """Per-draw NNGP and NTK estimates from finite networks, shape (DRAWS, N, N) each
+    (:func:`ntk_dist.monte_carlo_kernel`)."""
     net = FCNetwork.make(
         depth=depth,
         width=WIDTH,
@@ -33,18 +29,9 @@ def _monte_carlo(activation, depth, sigma_w, sigma_b):
         sigma_w=sigma_w,
         sigma_b=sigma_b,
     )
-    keys = jax.random.split(jax.random.PRNGKey(depth * 7 + int(10 * sigma_w)), DRAWS)
-
-    @jax.jit
-    def one(key):
-        params = net.init(key, X.shape[1], jnp.float64)
-        f = net.apply(params, X)
-        nngp = f @ f.T / OUTPUTS
-        theta = empirical_ntk(net, params, X, X, implementation="structured")
-        return nngp, jnp.einsum("ijaa->ij", theta) / OUTPUTS
-
-    nngp, ntk = jax.lax.map(one, keys)
-    return np.asarray(nngp), np.asarray(ntk)
+    key = jax.random.PRNGKey(depth * 7 + int(10 * sigma_w))
+    draws = monte_carlo_kernel(net, X, key=key, n_samples=DRAWS, dtype=jnp.float64).draws
+    return draws[:, 0], draws[:, 1]
 
 
 @pytest.mark.parametrize("sigma_w, sigma_b", SIGMAS)
@@ -71,16 +58,17 @@ def test_leaky_relu_matches_monte_carlo():
         assert (np.abs(draws.mean(0) - np.asarray(getattr(kern, name))) / se).max() < 4
 
 
-@pytest.mark.parametrize("name", ["erf", "relu", "leaky_relu:0.2"])
-def test_quadrature_matches_closed_forms(name):
-    x = np.random.default_rng(0).normal(size=(7, 5))
+@pytest.mark.parametrize("name", ["erf", "relu", "leaky_relu:0.2", "gelu"])
+@pytest.mark.parametrize("scale", [1.0, 6.0])  # K(x, x) ~ 2 and ~ 80 (S = 16)
+def test_quadrature_matches_closed_forms(name, scale):
+    x = scale * np.random.default_rng(0).normal(size=(5, 5))
     kw = dict(depth=3, sigma_w=1.5, sigma_b=0.05)
     closed = fc_kernel(x, activation=name, **kw)
     quad = fc_kernel(x, activation=Activation.from_fn(get_activation(name).fn), **kw)
     for kind in ("nngp", "ntk"):
-        np.testing.assert_allclose(getattr(quad, kind), getattr(closed, kind), rtol=1e-4)
+        np.testing.assert_allclose(getattr(quad, kind), getattr(closed, kind), rtol=1e-9)
     dq = fc_kernel(x, activation=Activation.from_fn(get_activation(name).fn), diagonal=True, **kw)
-    np.testing.assert_allclose(dq.ntk, np.diag(closed.ntk), rtol=1e-4)
+    np.testing.assert_allclose(dq.ntk, np.diag(closed.ntk), rtol=1e-9)
 
 
 @pytest.mark.parametrize("activation", ["erf", "relu", "identity", "tanh"])
@@ -115,6 +103,68 @@ def test_tiled_gram_equals_one_block(activation):
             np.testing.assert_allclose(
                 getattr(got, kind), want, rtol=1e-12, atol=1e-12 * np.abs(want).max()
             )
+
+
+@pytest.mark.parametrize("activation", ["gelu", "erf"])
+def test_tiled_quadrature_gram_equals_one_block(activation):
+    # Quadrature (through Activation.from_fn) at a ragged tiling: pairs are integrated
+    # with their variances in a fixed order, so mirrored tiles equal the one block.
+    x = np.random.default_rng(4).normal(size=(37, 3))
+    kw = dict(depth=2, activation=Activation.from_fn(get_activation(activation).fn), sigma_w=1.3)
+    tiled, whole = fc_kernel(x, tile=16, **kw), fc_kernel(x, tile=64, **kw)
+    for kind in ("nngp", "ntk"):
+        want = np.asarray(getattr(whole, kind))
+        np.testing.assert_allclose(
+            getattr(tiled, kind), want, rtol=1e-12, atol=1e-12 * np.abs(want).max()
+        )
+
+
+PER_LAYER = dict(
+    depth=2, activation=["erf", "relu"], sigma_w=[1.2, 1.6, 0.9], sigma_b=[0.1, 0.0, 0.3]
+)
+
+
+def test_per_layer_settings_match_the_recursion_and_monte_carlo():
+    # By hand (docs/theory.md §2.1-§2.2): erf then relu, each dense layer its own scales.
+    kern = fc_kernel(X, **PER_LAYER)
+    sw, sb = PER_LAYER["sigma_w"], PER_LAYER["sigma_b"]
+    k = sw[0] ** 2 * X @ X.T / X.shape[1] + sb[0] ** 2
+    theta = k
+    d = np.diag(k)
+    s = 2 * k / np.sqrt(np.outer(1 + 2 * d, 1 + 2 * d))
+    e = 2 / np.pi * np.arcsin(s)
+    ed = 4 / np.pi / np.sqrt(np.outer(1 + 2 * d, 1 + 2 * d) - 4 * k**2)
+    k = sw[1] ** 2 * e + sb[1] ** 2
+    theta = k + sw[1] ** 2 * ed * theta
+    d = np.diag(k)
+    c = np.clip(k / np.sqrt(np.outer(d, d)), -1, 1)
+    t = np.arccos(c)
+    e = np.sqrt(np.outer(d, d)) * (np.sin(t) + (np.pi - t) * c) / (2 * np.pi)
+    k = sw[2] ** 2 * e + sb[2] ** 2
+    theta = k + sw[2] ** 2 * (np.pi - t) / (2 * np.pi) * theta
+    np.testing.assert_allclose(kern.nngp, k, rtol=1e-10)
+    np.testing.assert_allclose(kern.ntk, theta, rtol=1e-10)
+
+
+def test_standard_parameterisation_ntk_grows_with_width_and_keeps_the_nngp():
+    kw = dict(depth=2, activation="relu", sigma_w=1.4, sigma_b=0.2)
+    ntk_param = fc_kernel(X, **kw)
+    std = fc_kernel(X, parameterization="standard", widths=[50, 80], **kw)
+    np.testing.assert_allclose(std.nngp, ntk_param.nngp, rtol=1e-12)
+    # By hand: Theta^1 = <x, x'> + 1, Theta^{l+1} = n_l E + 1 + sw^2 E' Theta^l.
+    sw, sb = 1.4, 0.2
+    k = sw**2 * X @ X.T / X.shape[1] + sb**2
+    theta = X @ X.T + 1
+    for n in (50, 80):
+        d = np.diag(k)
+        c = np.clip(k / np.sqrt(np.outer(d, d)), -1, 1)
+        t = np.arccos(c)
+        e = np.sqrt(np.outer(d, d)) * (np.sin(t) + (np.pi - t) * c) / (2 * np.pi)
+        theta = n * e + 1 + sw**2 * (np.pi - t) / (2 * np.pi) * theta
+        k = sw**2 * e + sb**2
+    np.testing.assert_allclose(std.ntk, theta, rtol=1e-10)
+    with pytest.raises(ValueError, match="widths"):
+        fc_kernel(X, parameterization="standard", **kw)
 
 
 def test_dtype_follows_inputs_and_get_selects():

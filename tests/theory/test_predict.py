@@ -351,3 +351,19 @@ def test_public_names_are_exported():
     modules.update(dict.fromkeys(names, predict))
     for name, module in modules.items():
         assert name in ntk_dist.__all__ and getattr(ntk_dist, name) is getattr(module, name)
+
+
+def test_diag_reg_regularises_theta_only():
+    # neural-tangents' diag_reg: Theta(X, X) + r mean(diag Theta) I in the dynamics,
+    # K(X, X) unregularised in the covariance (a SciPy re-implementation of §4).
+    theta, k = _joint_kernels(2)
+    _, _, y = _data(1, 2)
+    lr, t, reg = 0.7, 3.0, 0.05
+    pred = _gp(theta, k, y, t, lr=lr, diag_reg=reg)
+    th, th_tx, _ = _split(theta)
+    kk, k_tx, k_tt = _split(k)
+    th_r = th + reg * np.trace(th) / M * np.eye(M)
+    a = th_tx @ scipy.linalg.solve(th_r, np.eye(M) - scipy.linalg.expm(-lr / M * th_r * t))
+    cov = k_tt + a @ kk @ a.T - a @ k_tx.T - k_tx @ a.T
+    np.testing.assert_allclose(pred.cov, cov, rtol=1e-8, atol=1e-10 * np.abs(cov).max())
+    np.testing.assert_allclose(pred.mean, a @ y, rtol=1e-8, atol=1e-12)
