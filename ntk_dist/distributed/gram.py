@@ -222,7 +222,7 @@ def _compute_tile(kernel: dict, x1, x2, b: int, i: int, j: int) -> dict:
     if kernel["kind"] == "analytic":
         from ntk_dist.theory.kernels import fc_kernel
 
-        fields = {k: kernel[k] for k in FIELDS}
+        fields = {k: kernel[k] for k in FIELDS if k in kernel}  # kwargs() omits defaults
         res = fc_kernel(xa, xb, get=kernel["get"], tile=max(len(xa), 1) * 2, **fields)
         blocks = {k: np.asarray(getattr(res, k)) for k in kernel["get"]}
     else:
