@@ -41,6 +41,7 @@ _PUBLIC = {
     "ntk_dist.theory.solve": ("kernel_regression",),
     "ntk_dist.models.networks": ("CatapultToy", "FCNetwork", "param_count"),
     "ntk_dist.models.empirical": ("empirical_ntk", "ntk_matrix", "ntk_vector_product", "sharpness"),
+    "ntk_dist.models.hessian": ("hessian_sharpness",),
     "ntk_dist.engine.data": ("DataSpec", "Dataset", "load"),
     "ntk_dist.engine.records": ("RECORD_SCHEMA",),
     "ntk_dist.engine.jobs": ("TrainJob", "record_schedule"),

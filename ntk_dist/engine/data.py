@@ -18,6 +18,9 @@ Data sets (``DataSpec.name``):
 - ``"digits"``: scikit-learn's bundled 8x8 digits (1797 images, nothing downloaded;
   optional extra ``data``); pixels / 16 as inputs (d = 64), one-hot targets (k = 10),
   a seeded random subsample split into train and test.
+- ``"file"``: a researcher's arrays x (n, d) and y (n, k) from ``path`` (``.npz`` or
+  ``.parquet``, :mod:`ntk_dist.engine.datafile`), pinned by their ``sha256``; a seeded
+  random subsample of ``n_train + n_test`` rows, split into train and test.
 
 ``test_grid=True`` replaces the random test inputs by a deterministic grid (noise-free
 targets), for plotting functions and kernels along a curve: ``"cubic"``: ``n_test``
@@ -37,10 +40,13 @@ from functools import lru_cache
 import numpy as np
 
 from ntk_dist.core import validate
+from ntk_dist.engine.datafile import read_data_file
 
-DATASETS = ("gaussian", "sphere", "cubic", "product", "teacher", "single", "digits")
+DATASETS = ("gaussian", "sphere", "cubic", "product", "teacher", "single", "digits", "file")
 TEACHER_ACTIVATIONS = ("erf", "relu", "tanh", "identity")
-_DIGITS_SIZE, _DIGITS_DIM, _DIGITS_CLASSES = 1797, 64, 10
+_DIGITS_SIZE, _DIGITS_CLASSES = 1797, 10
+#: Input dimension of ``"digits"`` (8x8 pixels).
+DIGITS_DIM = 64
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ class DataSpec:
       n_train: training points m >= 1 (``"single"``: 1).
       n_test: test points >= 0 (``"single"``: 0).
       dim: input dimension d (``"single"``/``"cubic"``: 1; ``"product"``: >= 2;
-        ``"digits"``: 64).
+        ``"digits"``: 64; ``"file"``: the file's).
       noise: standard deviation of the Gaussian label noise on training targets (>= 0).
       seed: data seed (>= 0), independent of the network seed.
       standardise: centre/scale input features by training statistics.
@@ -60,6 +66,8 @@ class DataSpec:
         ``"product"`` only).
       target: the label y of ``"single"`` (ignored otherwise).
       teacher_width, teacher_depth, teacher_activation: the ``"teacher"`` network.
+      path: the data file of ``"file"`` (an absolute path where workers run elsewhere).
+      sha256: the file's expected sha256 (``"file"``; empty: whatever it holds now).
     """
 
     name: str = "gaussian"
@@ -74,6 +82,8 @@ class DataSpec:
     teacher_depth: int = 1
     teacher_activation: str = "erf"
     test_grid: bool = False
+    path: str = ""
+    sha256: str = ""
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -107,13 +117,26 @@ class DataSpec:
         if self.name == "product" and self.dim < 2:
             raise ValueError(f"data.dim must be >= 2 for 'product' (f* = x1 x2), got {self.dim}")
         if self.name == "digits":
-            if self.dim != _DIGITS_DIM:
+            if self.dim != DIGITS_DIM:
                 raise ValueError(f"data.dim must be 64 for 'digits' (8x8 pixels), got {self.dim}")
             if self.n_train + self.n_test > _DIGITS_SIZE:
                 raise ValueError(
                     f"data.n_train + data.n_test must be <= {_DIGITS_SIZE} for 'digits', got "
                     f"{self.n_train} + {self.n_test}"
                 )
+        for name in ("path", "sha256"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"data.{name} must be a string, got {getattr(self, name)!r}")
+        if self.name != "file" and self.sha256:
+            raise ValueError(f"data.sha256 is only used with name 'file', got {self.name!r}")
+        if (self.name == "file") != bool(self.path):
+            raise ValueError(
+                "data.path is required for data 'file'"
+                if self.name == "file"
+                else f"data.path is only used with name 'file', got name {self.name!r}"
+            )
+        if self.name == "file":
+            self._check_file()
         if self.test_grid and not (
             self.name == "cubic" or (self.name == "product" and self.dim == 2)
         ):
@@ -122,9 +145,37 @@ class DataSpec:
                 f"name={self.name!r}, dim={self.dim}; set test_grid: false"
             )
 
+    def _check_file(self):
+        arrays = self.file_arrays()
+        n, dim = arrays.x.shape
+        if self.dim != dim:
+            raise ValueError(f"data.dim must be {dim} for {self.path!r} (x has shape {(n, dim)})")
+        if self.n_train + self.n_test > n:
+            raise ValueError(
+                f"data.n_train + data.n_test must be <= {n}, the rows of {self.path!r}; got "
+                f"{self.n_train} + {self.n_test}"
+            )
+
+    def file_arrays(self):
+        """The validated arrays of ``"file"`` (:func:`ntk_dist.engine.datafile.read_data_file`).
+
+        Raises:
+          ValueError: the file is invalid, or its content no longer has ``sha256``.
+        """
+        arrays = read_data_file(self.path)
+        if self.sha256 and arrays.sha256 != self.sha256:
+            raise ValueError(
+                f"data.sha256: {self.path!r} has changed (its sha256 is now {arrays.sha256}, "
+                f"the spec says {self.sha256}); results of the old file do not describe it: "
+                "use a new output directory, or restore the file"
+            )
+        return arrays
+
     @property
     def out_dim(self) -> int:
-        """Target dimension k (10 for ``"digits"``, else 1)."""
+        """Target dimension k (10 for ``"digits"``, the columns of y for ``"file"``, else 1)."""
+        if self.name == "file":
+            return self.file_arrays().y.shape[1]
         return _DIGITS_CLASSES if self.name == "digits" else 1
 
 
@@ -235,6 +286,12 @@ def _digits(spec, rng, n):
     return x, y
 
 
+def _file(spec, rng, n):
+    arrays = spec.file_arrays()
+    idx = rng.permutation(arrays.x.shape[0])[:n]
+    return arrays.x[idx], arrays.y[idx]
+
+
 def _cubic_grid(n):
     x = np.linspace(0.0, 1.0, n)[:, None]
     return x, x**3
@@ -256,4 +313,5 @@ _GENERATORS = {
     "teacher": _teacher,
     "single": _single,
     "digits": _digits,
+    "file": _file,
 }

@@ -20,7 +20,7 @@ import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.engine.data import DataSpec
-from ntk_dist.models.methods import SHARPNESS_METHODS
+from ntk_dist.models.methods import SHARPNESS_DEFINITIONS, SHARPNESS_METHODS
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 
 OPTIMIZERS = ("gd", "sgd", "momentum")
@@ -77,8 +77,13 @@ class TrainJob:
       dtype: ``"float32"`` or ``"float64"`` for parameters, data and arithmetic. The
         initial parameters are drawn in float32 and cast, so a seed gives the same
         network in both.
+      sharpness: which sharpness lambda is (docs/theory.md §3, §7): ``"ntk"`` (top
+        eigenvalue of Theta_hat(X, X) / m, default) or ``"hessian"`` (largest algebraic
+        eigenvalue of the Hessian of the training loss). It sets the learning-rate unit
+        of ``lr_units="lambda0"`` and the recorded lambda0 and lambda_t.
       sharpness_method: ``"auto"``, ``"dense"`` or ``"lanczos"`` (see
-        :func:`ntk_dist.models.empirical.sharpness`).
+        :func:`ntk_dist.models.empirical.sharpness` and
+        :func:`ntk_dist.models.hessian.hessian_sharpness`).
       divergence_factor: the divergence rule's factor (:mod:`ntk_dist.engine.train`), > 0.
       tag: opaque string copied to the record.
     """
@@ -98,6 +103,7 @@ class TrainJob:
     test_ntk: bool = False
     linearised: bool = False
     dtype: str = "float64"
+    sharpness: str = "ntk"
     sharpness_method: str = "auto"
     divergence_factor: float = 1e3
     tag: str = ""
@@ -125,6 +131,7 @@ class TrainJob:
         validate.choice(self.lr_units, "lr_units", LR_UNITS)
         validate.choice(self.optimizer, "optimizer", OPTIMIZERS)
         validate.choice(self.dtype, "dtype", DTYPES)
+        validate.choice(self.sharpness, "sharpness", SHARPNESS_DEFINITIONS)
         validate.choice(self.sharpness_method, "sharpness_method", SHARPNESS_METHODS)
         set_(self, "batch_size", self._checked_batch_size())
         set_(self, "momentum", self._checked_momentum())
@@ -190,6 +197,11 @@ class TrainJob:
         return tuple(sorted(set(steps) | {0, self.steps}))
 
     @property
+    def parameterization(self) -> str:
+        """``"ntk"`` or ``"standard"`` (the FCNetwork's; the toy is NTK-parameterised)."""
+        return getattr(self.model, "parameterization", "ntk")
+
+    @property
     def width(self) -> int:
         """Largest hidden width n (the scale of catapult peaks)."""
         return self.model.width if isinstance(self.model, CatapultToy) else max(self.model.widths)
@@ -211,5 +223,6 @@ class TrainJob:
             self.test_ntk,
             self.linearised,
             self.dtype,
+            self.sharpness,
             self.sharpness_method,
         )

@@ -1,7 +1,8 @@
 """The training record: one row per training job, every column documented here.
 
 Conventions are docs/theory.md §3-§5: loss L = 1/(2m) sum_alpha ||f(x_alpha) - y_alpha||^2,
-lambda = top eigenvalue of Theta_hat(X, X) / m, learning rates reported both as eta
+lambda = the sharpness named in the ``sharpness`` column (default: top eigenvalue of
+Theta_hat(X, X) / m; or of the loss Hessian, docs/theory.md §7), learning rates reported both as eta
 (absolute) and as the dimensionless eta * lambda0. ``RECORD_SCHEMA`` is the single
 source of truth: its field metadata carries each column's unit and meaning, and
 :func:`describe` renders it as a Markdown table.
@@ -41,6 +42,18 @@ COLUMNS: tuple[Column, ...] = (
     Column("activation", _S, False, "", "activation name ('identity' for the toy)"),
     Column("sigma_w", _F, True, "", "weight scale sigma_w (null for the toy)"),
     Column("sigma_b", _F, True, "", "bias scale sigma_b (null for the toy)"),
+    Column("readout_sigma_w", _F, True, "", "readout weight scale (null for the toy)"),
+    Column(
+        "parameterization", _S, False, "", "'ntk' or 'standard' (docs/theory.md §1; toy: 'ntk')"
+    ),
+    Column(
+        "sharpness",
+        _S,
+        False,
+        "",
+        "which sharpness lambda0, lambda_t and eta*lambda0 use: 'ntk' (top eigenvalue of "
+        "Theta_hat/m) or 'hessian' (largest algebraic eigenvalue of the loss Hessian)",
+    ),
     Column("out_dim", _I, False, "outputs", "readout width k"),
     Column("dataset", _S, False, "", "DataSpec.name"),
     Column("n_train", _I, False, "points", "training set size m"),
@@ -56,7 +69,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("dtype", _S, False, "", "'float32' or 'float64'"),
     # Scalars.
     Column("learning_rate", _F, False, "", "absolute step size eta"),
-    Column("lambda0", _F, False, "", "lambda at initialisation, this job's own network"),
+    Column("lambda0", _F, False, "", "sharpness (column sharpness) at initialisation, own network"),
     Column("eta_lambda0", _F, False, "", "dimensionless eta * lambda0 (2: lazy/catapult boundary)"),
     Column("loss_initial", _F, False, "", "train loss at step 0"),
     Column("loss_peak", _F, False, "", "max train loss over steps 0..T before divergence"),

@@ -50,7 +50,8 @@ from ntk_dist.core import validate
 from ntk_dist.engine.data import load
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
-from ntk_dist.models.empirical import empirical_ntk, sharpness
+from ntk_dist.models.empirical import empirical_ntk
+from ntk_dist.models.hessian import measured_sharpness
 from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
 
 
@@ -66,6 +67,7 @@ class _Static(NamedTuple):
     predict_test: bool
     test_ntk: bool
     linearised: bool
+    sharpness: str
     sharpness_method: str
     width: int
 
@@ -111,7 +113,7 @@ def _run_one(cfg: _Static, key, x, y, xt, yt, lr, mu, factor):
     init_key, batch_key = _keys(key)
     params0 = _init(model, init_key, x.shape[1], x.dtype)
     nan = jnp.asarray(jnp.nan, x.dtype)
-    lam = lambda p: sharpness(model, p, x, method=cfg.sharpness_method)
+    lam = lambda p: measured_sharpness(cfg.sharpness, model, p, x, y, method=cfg.sharpness_method)
 
     lambda0 = lam(params0)
     eta = lr / lambda0 if cfg.lr_in_lambda0 else lr
@@ -305,6 +307,7 @@ def train_batch(jobs, *, chunk_size: int | None = None) -> pa.Table:
         predict_test=head.predict_test,
         test_ntk=head.test_ntk,
         linearised=head.linearised,
+        sharpness=head.sharpness,
         sharpness_method=head.sharpness_method,
         width=head.width,
     )
@@ -351,6 +354,9 @@ def _to_table(jobs, summary, records, wall) -> pa.Table:
         "activation": [model.activation.name if fc else "identity"] * n,
         "sigma_w": [model.sigma_w if fc else None] * n,
         "sigma_b": [model.sigma_b if fc else None] * n,
+        "readout_sigma_w": [model.readout_sigma_w if fc else None] * n,
+        "parameterization": [head.parameterization] * n,
+        "sharpness": [head.sharpness] * n,
         "out_dim": [model.out_dim] * n,
         "dataset": [job.data.name for job in jobs],
         "n_train": [job.data.n_train for job in jobs],

@@ -13,8 +13,10 @@ Implementations (all exact; they differ in cost):
   Memory O(N1 k + P); cost O(N2 k) forward+backward passes over X1.
 - ``"structured"``: dense layers only (:class:`FCNetwork`). With x^{l-1} the layer
   inputs and delta^l = df/dh^l the backpropagated output sensitivities,
-  Theta = sum_l (sigma_w^2 / n_{l-1} <x^{l-1}, x'^{l-1}> + sigma_b^2) <delta^l, delta'^l>
-  (the dense-layer form of Novak et al. 2022, "Fast finite width NTK").
+  Theta = sum_l (a_l^2 <x^{l-1}, x'^{l-1}> + c_l^2) <delta^l, delta'^l>, where
+  a_l^2 = s_l^2 / n_{l-1}, c_l^2 = sigma_b^2 in NTK parameterisation and a_l = 1,
+  c_l = 1 (0 without biases) in the standard one (the dense-layer form of Novak et al.
+  2022, "Fast finite width NTK").
   Memory O(N k n), cost O(N1 N2 k^2 sum_l n_l); never forms J.
 
 Sharpness (docs/theory.md §3): lambda = top eigenvalue of Theta_hat(X, X) / m, with the
@@ -32,6 +34,7 @@ import jax
 import jax.numpy as jnp
 
 from ntk_dist.core import validate
+from ntk_dist.models.lanczos import lanczos_top
 from ntk_dist.models.methods import IMPLEMENTATIONS, SHARPNESS_METHODS
 from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
 
@@ -130,6 +133,7 @@ def _ntk_ntvp(fn, params, x1, x2):
 @jax.jit(static_argnums=0)
 def _ntk_structured(model: FCNetwork, params, x1, x2):
     deriv = jax.vmap(jax.vmap(jax.grad(model.activation.fn)))
+    mults = model.multipliers(x1.shape[1])
 
     def features(x):
         xs, hs = model.forward(params, x)
@@ -139,17 +143,21 @@ def _ntk_structured(model: FCNetwork, params, x1, x2):
         deltas = [delta]
         for layer_idx in range(len(params) - 1, 0, -1):
             w = params[layer_idx]["w"]
-            scale = model.sigma_w / math.sqrt(w.shape[0])
-            back = scale * jnp.einsum("nkj,ij->nki", deltas[0], w)
+            back = mults[layer_idx][0] * jnp.einsum("nkj,ij->nki", deltas[0], w)
             deltas.insert(0, back * deriv(hs[layer_idx - 1])[:, None, :])
         return xs, deltas
 
     xs1, d1 = features(x1)
     xs2, d2 = (xs1, d1) if x2 is x1 else features(x2)
     theta = 0.0
-    for x_a, x_b, da, db in zip(xs1, xs2, d1, d2, strict=True):
-        n_in = x_a.shape[1]
-        gram_in = model.sigma_w**2 / n_in * (x_a @ x_b.T) + model.sigma_b**2
+    scales = model.weight_scales()
+    for layer_idx, (x_a, x_b, da, db) in enumerate(zip(xs1, xs2, d1, d2, strict=True)):
+        # d h / d p_w = a_l x^{l-1}, d h / d p_b = c_l: a_l^2 = s_l^2 / n_{l-1} (NTK) or 1 (SP).
+        if model.parameterization == "ntk":
+            a2, c2 = scales[layer_idx] ** 2 / x_a.shape[1], model.sigma_b**2
+        else:
+            a2, c2 = 1.0, float(model.has_bias)
+        gram_in = a2 * (x_a @ x_b.T) + c2
         theta = theta + gram_in[:, :, None, None] * jnp.einsum("iak,jbk->ijab", da, db)
     return theta
 
@@ -214,29 +222,6 @@ def ntk_vector_product(fn, params, x, v):
 @jax.jit(static_argnums=(0, 3))
 def _lanczos_top(fn, params, x, num_iters, key):
     out_shape = jax.eval_shape(fn, params, x)
-    dtype = out_shape.dtype
     size = math.prod(out_shape.shape)
     matvec = lambda q: ntk_vector_product(fn, params, x, q.reshape(out_shape.shape)).ravel()
-
-    q0 = jax.random.normal(key, (size,), dtype)
-    q0 = q0 / jnp.linalg.norm(q0)
-    basis = jnp.zeros((num_iters, size), dtype).at[0].set(q0)
-    alphas = jnp.zeros(num_iters, dtype)
-    betas = jnp.zeros(num_iters, dtype)
-
-    def step(i, carry):
-        basis, alphas, betas = carry
-        w = matvec(basis[i])
-        alpha = jnp.dot(w, basis[i])
-        # Full reorthogonalisation (twice is enough, Parlett): keeps Ritz values clean.
-        mask = (jnp.arange(num_iters) <= i)[:, None]
-        for _ in range(2):
-            w = w - (basis * mask).T @ ((basis * mask) @ w)
-        beta = jnp.linalg.norm(w)
-        nxt = jnp.where(beta > 0, w / jnp.where(beta > 0, beta, 1), 0)
-        basis = jax.lax.cond(i + 1 < num_iters, lambda b: b.at[i + 1].set(nxt), lambda b: b, basis)
-        return basis, alphas.at[i].set(alpha), betas.at[i].set(beta)
-
-    _, alphas, betas = jax.lax.fori_loop(0, num_iters, step, (basis, alphas, betas))
-    tri = jnp.diag(alphas) + jnp.diag(betas[:-1], 1) + jnp.diag(betas[:-1], -1)
-    return jnp.linalg.eigvalsh(tri)[-1]
+    return lanczos_top(matvec, jax.random.normal(key, (size,), out_shape.dtype), num_iters)

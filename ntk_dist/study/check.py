@@ -35,7 +35,7 @@ from typing import NamedTuple
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ntk_dist.study.results import RUN_SCHEMA, RUNS_DIR, read_spec_data
+from ntk_dist.study.results import ADDED_COLUMNS, RUN_SCHEMA, RUNS_DIR, read_part, read_spec_data
 from ntk_dist.study.spec import parse_spec, spec_kind
 
 #: Name patterns of files an interrupted atomic write leaves behind (store, gram, sweep).
@@ -171,7 +171,7 @@ def _read_parts(out: Path, problems: list[str]) -> tuple[pa.Table, int]:
         if bad:
             problems += bad
             continue
-        table = pq.read_table(part, schema=RUN_SCHEMA)
+        table = read_part(part)
         counts = Counter(table.column("run_key").to_pylist())
         for key, n in sorted(counts.items()):
             if n > 1:
@@ -197,7 +197,8 @@ def _check_table(path: Path, schema: pa.Schema | None, *, optional: bool = False
         return []
     problems = []
     have = {f.name: f for f in table.schema}
-    missing = [n for n in schema.names if n not in have]
+    # Columns added since a part was written are filled in on read (results.read_part).
+    missing = [n for n in schema.names if n not in have and n not in ADDED_COLUMNS]
     extra = [n for n in have if n not in schema.names]
     if missing:
         problems.append(f"{path}: missing columns {missing}")

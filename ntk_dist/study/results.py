@@ -185,6 +185,46 @@ def append_runs(out_dir, table: pa.Table) -> Path:
     return write_table_atomic(table, runs / f"part-{uuid.uuid4().hex}.parquet")
 
 
+#: Record columns added after the first release, with the value a part file written
+#: before them implies: every older run was NTK-parameterised, used the NTK sharpness and
+#: shared sigma_w with the readout. :func:`read_part` fills them in.
+ADDED_COLUMNS = {"parameterization": "ntk", "sharpness": "ntk", "readout_sigma_w": "sigma_w"}
+
+
+def read_part(part) -> pa.Table:
+    """One part file in :data:`RUN_SCHEMA`; a part written before the columns of
+    :data:`ADDED_COLUMNS` existed gets them with the values it implies.
+
+    Raises:
+      ValueError: naming the file, if it is unreadable or lacks other columns.
+    """
+    try:
+        names = pq.read_schema(part).names
+        absent = [n for n in ADDED_COLUMNS if n not in names]
+        kept = pa.schema([f for f in RUN_SCHEMA if f.name not in absent])
+        table = pq.read_table(part, schema=kept)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
+    missing = [
+        n
+        for n in RUN_SCHEMA.names
+        if n not in names and n not in ADDED_COLUMNS and n not in LABEL_COLUMNS
+    ]
+    if missing:
+        raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
+    for name in absent:
+        value = ADDED_COLUMNS[name]
+        column = (
+            table.column(value)
+            if value in table.column_names
+            else pa.array([value] * table.num_rows, RUN_SCHEMA.field(name).type)
+        )
+        table = table.append_column(RUN_SCHEMA.field(name), column)
+    if "sharpness_catapult" not in names:  # stored before the published labels
+        table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
+    return table.select(RUN_SCHEMA.names).cast(RUN_SCHEMA)
+
+
 def read_runs(out_dir) -> pa.Table:
     """All runs of a sweep, in :data:`RUN_SCHEMA`, sorted by ``run_key`` (empty if none).
 
@@ -200,20 +240,7 @@ def read_runs(out_dir) -> pa.Table:
     """
     runs = Path(out_dir) / RUNS_DIR
     parts = sorted(runs.glob("part-*.parquet")) if runs.is_dir() else []
-    tables = []
-    for part in parts:
-        try:
-            names = pq.read_schema(part).names
-            table = pq.read_table(part, schema=RUN_SCHEMA)
-        except (pa.ArrowInvalid, OSError) as err:
-            raise ValueError(f"{part}: unreadable Parquet file ({err}); move it away") from None
-        missing = [n for n in RUN_SCHEMA.names if n not in names and n not in LABEL_COLUMNS]
-        if missing:
-            raise ValueError(f"{part}: lacks RUN_SCHEMA columns {missing}; move it away")
-        if "sharpness_catapult" not in names:  # stored before the published labels
-            table = relabel(table.drop_columns(list(LABEL_COLUMNS))).select(RUN_SCHEMA.names)
-            table = table.cast(RUN_SCHEMA)
-        tables.append(table)
+    tables = [read_part(part) for part in parts]
     if not tables:
         return RUN_SCHEMA.empty_table()
     # Sorted by run key: analyses (bootstrap CIs) must not depend on the order in which

@@ -7,12 +7,21 @@ docstring; the spec reference (``docs/specs.md``) lists them all.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ntk_dist.distributed.resources import Resources
-from ntk_dist.engine.data import DATASETS, DataSpec
+from ntk_dist.engine.data import DATASETS, DIGITS_DIM, DataSpec
+from ntk_dist.engine.datafile import read_data_file
 from ntk_dist.engine.jobs import record_schedule
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 from ntk_dist.study.search import SAMPLERS
@@ -37,6 +46,19 @@ Seeds = Annotated[int, Field(gt=0, le=1000, strict=True)]
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: Fields added after spec hashes were first published. While at their default they
+    #: are left out of the section's dump, so a spec that does not set them keeps its
+    #: hash (and its results directory) from before they existed.
+    omitted_defaults: ClassVar[tuple[str, ...]] = ()
+
+    @model_serializer(mode="wrap")
+    def _omit_new_defaults(self, handler):
+        data = handler(self)
+        for name in self.omitted_defaults:
+            if getattr(self, name) == type(self).model_fields[name].default:
+                data.pop(name, None)
+        return data
+
 
 Depth = Annotated[int, Field(gt=0, le=1024, strict=True)]
 
@@ -54,9 +76,18 @@ class ModelSection(Section):
       activation: ``fc`` activation name (see ``ntk_dist.theory.activations``; default
         ``"relu"``).
       sigma_w, sigma_b: ``fc`` weight and bias scales (default sqrt(2) and 0).
+      parameterization: ``fc`` parameterisation, ``"ntk"`` (default) or ``"standard"``
+        (trainable W ~ N(0, sigma_w^2 / fan_in), b ~ N(0, sigma_b^2), no biases when
+        sigma_b = 0; docs/theory.md §1).
+      readout_sigma_w: ``fc`` readout weight scale (default: ``sigma_w``); Kalra &
+        Barkeshli 2023's networks are ``standard`` with sigma_w = sqrt(2),
+        readout_sigma_w = 1, sigma_b = 0.
 
-    The defaults are those of :class:`ntk_dist.FC`, which :meth:`arch` returns.
+    The readout width is the data's target dimension (``build``'s ``out_dim``). The
+    defaults are those of :class:`ntk_dist.FC`, which :meth:`arch` returns.
     """
+
+    omitted_defaults = ("parameterization", "readout_sigma_w")
 
     kind: Literal["toy", "fc"]
     widths: list[Annotated[int, Field(gt=0, le=MAX_WIDTH, strict=True)]] = Field(
@@ -66,6 +97,17 @@ class ModelSection(Section):
     activation: str = _FC.activation_name
     sigma_w: PosFloat = _FC.sigma_w
     sigma_b: NonNegFloat = _FC.sigma_b
+    parameterization: Literal["ntk", "standard"] = "ntk"
+    readout_sigma_w: PosFloat | None = None
+
+    @model_validator(mode="after")
+    def _fc_only_options(self):
+        if self.kind == "toy" and (self.parameterization != "ntk" or self.readout_sigma_w):
+            raise ValueError(
+                "model.parameterization and model.readout_sigma_w apply to kind 'fc' only; "
+                "the toy f = v^T u x / sqrt(n) has its own parameterisation"
+            )
+        return self
 
     @field_validator("activation")
     @classmethod
@@ -108,16 +150,35 @@ class ModelSection(Section):
             depth = self.depths[0]
         return FC(depth, self.activation, self.sigma_w, self.sigma_b)
 
-    def build(self, width: int, depth: int | None = None):
-        """The network of hidden width ``width`` (and ``depth``, one of :attr:`depths`;
-        None: the first): a CatapultToy or an FCNetwork."""
+    def build(self, width: int, depth: int | None = None, out_dim: int = 1):
+        """The network of hidden width ``width``, ``depth`` (one of :attr:`depths`; None:
+        the first) and ``out_dim`` outputs (the data's target dimension): a CatapultToy
+        or an FCNetwork."""
         if self.kind == "toy":
-            return CatapultToy(width)
-        return FCNetwork.from_arch(self.arch(self.depths[0] if depth is None else depth), width)
+            return CatapultToy(width, out_dim)
+        return FCNetwork.from_arch(
+            self.arch(self.depths[0] if depth is None else depth),
+            width,
+            out_dim,
+            parameterization=self.parameterization,
+            readout_sigma_w=self.readout_sigma_w,
+        )
 
 
 class DataSection(Section):
-    """Training data (fields of :class:`ntk_dist.engine.data.DataSpec`)."""
+    """Training data (fields of :class:`ntk_dist.engine.data.DataSpec`).
+
+    ``dim`` is taken from the data when unset for ``digits`` (64) and ``file`` (the
+    columns of x); the targets' dimension (10 for ``digits``, the columns of y for
+    ``file``) sets the network's readout width. For ``file``, ``path`` names a ``.npz``
+    or ``.parquet`` file (:mod:`ntk_dist.engine.datafile`; a relative path is resolved
+    against the current directory), ``n_train`` defaults to every row not used for
+    testing, and ``sha256`` pins the file's content: when unset it is filled in from the
+    file at validation, so the spec stored with the results (and the spec hash) records
+    which data they were computed on, and a changed file is refused.
+    """
+
+    omitted_defaults = ("path", "sha256")
 
     name: str = "single"
     n_train: PosInt = 1
@@ -128,6 +189,8 @@ class DataSection(Section):
     standardise: bool = False
     target: Annotated[float, Field(allow_inf_nan=False)] = 0.0
     test_grid: bool = False
+    path: Annotated[str, Field(min_length=1)] | None = None
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @field_validator("name")
     @classmethod
@@ -136,13 +199,43 @@ class DataSection(Section):
             raise ValueError(f"unknown dataset {v!r}; expected one of {', '.join(DATASETS)}")
         return v
 
+    @field_validator("path")
+    @classmethod
+    def _readable_file(cls, v, info):
+        if v is not None and info.data.get("name") == "file":
+            try:
+                read_data_file(v)  # cached: the checks below reuse it
+            except ValueError as err:
+                raise ValueError(str(err).removeprefix("data.path: ")) from None
+        return v
+
     @model_validator(mode="after")
     def _buildable(self):
+        given, set_ = self.model_fields_set, lambda k, v: object.__setattr__(self, k, v)
+        if self.name == "digits" and "dim" not in given:
+            set_("dim", DIGITS_DIM)  # taken from the data when unset
+        if self.name == "file" and self.path is not None:
+            arrays = read_data_file(self.path)
+            rows, dim = arrays.x.shape
+            if "dim" not in given:
+                set_("dim", dim)
+            if "n_train" not in given:
+                if rows <= self.n_test:
+                    raise ValueError(
+                        f"data.n_test ({self.n_test}) leaves no training rows in {self.path!r} "
+                        f"({rows} rows)"
+                    )
+                set_("n_train", rows - self.n_test)
+            if self.sha256 is None:
+                set_("sha256", arrays.sha256)
         self.build()  # the data set's own rules ("single" is one point, ...)
         return self
 
     def build(self) -> DataSpec:
-        return DataSpec(**self.model_dump())
+        fields = self.model_dump()
+        if self.path is not None:  # workers may run in another directory
+            fields["path"] = str(Path(self.path).resolve())
+        return DataSpec(**fields)
 
 
 class BudgetSection(Section):
@@ -174,7 +267,12 @@ class TrainingSection(Section):
       early_steps: the phase labels' early window T_early in steps (docs/theory.md §7;
         default None: the whole budget, the natural window of full-batch GD; Kalra &
         Barkeshli use 10 for SGD).
+      sharpness: ``"ntk"`` (top eigenvalue of Theta_hat(X, X) / m, default) or
+        ``"hessian"`` (largest algebraic eigenvalue of the Hessian of the training loss):
+        the unit of eta * lambda0 and the recorded lambda (docs/theory.md §3, §7).
     """
+
+    omitted_defaults = ("sharpness", "early_steps")
 
     optimizer: Literal["gd", "sgd", "momentum"] = "gd"
     steps: Steps | Literal["auto"] = "auto"
@@ -183,6 +281,7 @@ class TrainingSection(Section):
     batch_size: PosInt | None = None
     dtype: Literal["float32", "float64"] = "float64"
     early_steps: Steps | None = None
+    sharpness: Literal["ntk", "hessian"] = "ntk"
 
     @model_validator(mode="after")
     def _batch_size_matches_optimizer(self):
@@ -254,7 +353,11 @@ class ExperimentTraining(Section):
       probe_points: record Theta_hat on the first ``probe_points`` training inputs.
       linearised: train the linearised twin (``sup_lin_gap``).
       dtype: ``"float32"`` or ``"float64"``.
+      sharpness: ``"ntk"`` or ``"hessian"`` (as in :class:`TrainingSection`); the unit of
+        ``lr_units: lambda0``.
     """
+
+    omitted_defaults = ("sharpness",)
 
     steps: Steps
     learning_rate: PosFloat
@@ -269,6 +372,7 @@ class ExperimentTraining(Section):
     probe_points: Annotated[int, Field(ge=0, strict=True)] = 0
     linearised: bool = False
     dtype: Literal["float32", "float64"] = "float64"
+    sharpness: Literal["ntk", "hessian"] = "ntk"
 
     @model_validator(mode="after")
     def _steps_in_range(self):

@@ -148,9 +148,10 @@ class SweepSpec(SpecBase):
         """The training job of one run (``tag`` = ``key``; ``depth`` one of
         ``model.depths``, None: the first)."""
         t = self.training
+        data = self.data.build()
         return TrainJob(
-            self.model.build(width, depth),
-            self.data.build(),
+            self.model.build(width, depth, data.out_dim),
+            data,
             float(eta_lambda0),
             steps=self.steps_for(width, eta_lambda0),
             seed=seed,
@@ -158,6 +159,7 @@ class SweepSpec(SpecBase):
             optimizer=t.optimizer,
             batch_size=t.batch_size,
             dtype=t.dtype,
+            sharpness=t.sharpness,
             tag=key,
         )
 
@@ -225,6 +227,12 @@ class ExperimentSpec(SpecBase):
                 "experiment 'ntk_convergence' needs training.test_ntk: true and "
                 "data.test_grid: true (Theta_hat(x0, x) along the unit circle)"
             )
+        if self.model.parameterization != "ntk" or self.model.readout_sigma_w is not None:
+            raise ValueError(
+                "experiments compare with the infinite-width kernels of docs/theory.md §2, "
+                "which describe the NTK parameterisation with sigma_w shared by the readout: "
+                "unset model.parameterization and model.readout_sigma_w"
+            )
         if t.lr_units == "lambda_inf" and self.model.kind != "fc":
             raise ValueError("training.lr_units 'lambda_inf' needs model.kind 'fc'; use 'lambda0'")
         if t.probe_points > self.data.n_train:
@@ -259,7 +267,7 @@ class ExperimentSpec(SpecBase):
         data, record = self.data.build(), t.schedule()
         return [
             TrainJob(
-                self.model.build(width),
+                self.model.build(width, out_dim=data.out_dim),
                 data,
                 lr,
                 steps=t.steps,
@@ -271,6 +279,7 @@ class ExperimentSpec(SpecBase):
                 test_ntk=t.test_ntk,
                 linearised=t.linearised,
                 dtype=t.dtype,
+                sharpness=t.sharpness,
                 tag=self.run_key(width, seed),
             )
             for width in self.model.widths

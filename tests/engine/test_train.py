@@ -17,6 +17,7 @@ from ntk_dist.engine.jobs import TrainJob, record_schedule
 from ntk_dist.engine.records import RECORD_SCHEMA
 from ntk_dist.engine.train import initial_params, train, train_batch
 from ntk_dist.models.empirical import empirical_ntk
+from ntk_dist.models.hessian import hessian_sharpness
 from ntk_dist.models.networks import CatapultToy, FCNetwork
 from tests.tolerances import rtol
 
@@ -325,6 +326,7 @@ _TOY = CatapultToy(width=8)
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, optimizer="sgd"), "batch_size"),
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, lr_units="eta"), "lr_units"),
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, dtype="float16"), "dtype"),
+        (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, sharpness="gn"), "sharpness"),
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, seed=-1), "seed"),
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, momentum=0.5), "momentum"),
         (
@@ -375,3 +377,38 @@ def test_training_names_are_exported():
         "initial_params",
     ):
         assert name in ntk_dist.__all__ and getattr(ntk_dist, name) is not None
+
+
+def test_standard_parameterisation_with_hessian_sharpness_on_digits():
+    # Kalra & Barkeshli's setting in miniature: SP, relu, no biases, sigma_w^2 = 2 in the
+    # hidden layer and 1 in the readout, eta = c / lambda0^H.
+    net = FCNetwork(
+        (16,), 10, "relu", 2**0.5, 0.0, parameterization="standard", readout_sigma_w=1.0
+    )
+    job = TrainJob(
+        net,
+        DataSpec("digits", n_train=6, dim=64, standardise=True),
+        1.5,
+        steps=2,
+        lr_units="lambda0",
+        sharpness="hessian",
+    )
+    row = train(job).to_pylist()[0]
+    assert (row["parameterization"], row["sharpness"], row["readout_sigma_w"]) == (
+        "standard",
+        "hessian",
+        1.0,
+    )
+    data = load(job.data)
+    x, y = data.x_train, data.y_train
+    p0 = initial_params(job)
+    with jax.enable_x64(True):
+        lam0 = float(hessian_sharpness(net, p0, x, y))
+        loss = lambda p: 0.5 * jnp.sum((net.apply(p, x) - y) ** 2) / x.shape[0]
+        eta = 1.5 / lam0
+        p1 = jax.tree_util.tree_map(lambda q, g: q - eta * g, p0, jax.grad(loss)(p0))
+        loss1 = float(loss(p1))
+    np.testing.assert_allclose(row["lambda0"], lam0, rtol=1e-10)
+    np.testing.assert_allclose(row["lambda_t"][0], lam0, rtol=1e-10)
+    np.testing.assert_allclose(row["learning_rate"], eta, rtol=1e-12)
+    np.testing.assert_allclose(row["train_loss"][1], loss1, rtol=1e-10)

@@ -8,6 +8,7 @@ from jax.flatten_util import ravel_pytree
 
 from ntk_dist.models.empirical import empirical_ntk, ntk_matrix, ntk_vector_product, sharpness
 from ntk_dist.models.networks import CatapultToy, FCNetwork
+from tests.models.numpy_nets import sp_forward, standard_tanh_net
 
 
 def _points(n, d, seed):
@@ -169,3 +170,36 @@ _PARAMS = _NET.init(jax.random.PRNGKey(0), 2, jnp.float64)
 def test_bad_input_is_rejected_naming_the_argument(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# ---------------------------------------------------------------------------------
+# Standard parameterisation: Theta_hat = sum over (W, b) of df/dp df/dp, by finite
+# differences of an independent NumPy forward pass (docs/theory.md §1-§2).
+
+
+def _fd_jacobian(layers, x, eps=1e-5):
+    """(N, k, P): central differences over every stored scalar, in float64."""
+    cols = []
+    for layer in layers:
+        for name in sorted(layer):
+            arr = layer[name]
+            for idx in np.ndindex(arr.shape):
+                old = arr[idx]
+                arr[idx] = old + eps
+                up = sp_forward(layers, x, np.tanh)
+                arr[idx] = old - eps
+                down = sp_forward(layers, x, np.tanh)
+                arr[idx] = old
+                cols.append((up - down) / (2 * eps))
+    return np.stack(cols, axis=-1)
+
+
+@pytest.mark.parametrize("sigma_b", [0.0, 0.4])
+def test_standard_parameterisation_ntk_matches_finite_differences(sigma_b):
+    net, params, layers = standard_tanh_net((5, 4), sigma_b, 0.8, in_dim=3, seed=5)
+    x1, x2 = _points(4, 3, 6), _points(3, 3, 7)
+    j1, j2 = _fd_jacobian(layers, x1), _fd_jacobian(layers, x2)
+    assert j1.shape[-1] == net.n_params(3)
+    want = np.einsum("iap,jbp->ijab", j1, j2)
+    for impl in ("jacobian", "ntvp", "structured"):
+        _assert_close(empirical_ntk(net, params, x1, x2, implementation=impl), want, rtol=1e-7)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
+from tests.models.numpy_nets import sp_forward, standard_tanh_net
 
 
 def test_fc_forward_matches_handwritten_ntk_parameterisation():
@@ -51,3 +52,54 @@ def test_fc_rejects_bad_fields(kwargs, field):
 def test_make_rejects_depth_zero():
     with pytest.raises(ValueError, match="depth"):
         FCNetwork.make(depth=0, width=8)
+
+
+# ---------------------------------------------------------------------------------
+# Standard parameterisation (docs/theory.md §1)
+
+
+@pytest.mark.parametrize("sigma_b", [0.0, 0.3])
+def test_standard_forward_matches_numpy_and_initial_variances(sigma_b):
+    net, params, layers = standard_tanh_net((40, 30), sigma_b, 0.7, in_dim=50, seed=0)
+    x = np.random.default_rng(1).normal(size=(4, 50))
+    np.testing.assert_allclose(net.apply(params, x), sp_forward(layers, x, np.tanh), rtol=1e-12)
+    assert all(("b" in layer) == (sigma_b > 0) for layer in layers)
+    assert param_count(params) == net.n_params(50)
+    # W_ij ~ N(0, s^2 / fan_in): hidden s = 1.3, readout s = 0.7 (variance within 4 s.e.).
+    for layer, s in zip(layers, (1.3, 1.3, 0.7), strict=True):
+        w = layer["w"]
+        want = s**2 / w.shape[0]
+        assert abs(w.var() - want) < 4 * want * np.sqrt(2 / w.size)
+
+
+def test_ntk_and_standard_give_the_same_function_at_init():
+    kw = dict(
+        widths=(9, 7), out_dim=3, activation="relu", sigma_w=1.4, sigma_b=0.2, readout_sigma_w=0.9
+    )
+    ntk, sp = FCNetwork(**kw), FCNetwork(**kw, parameterization="standard")
+    x = np.random.default_rng(2).normal(size=(5, 4))
+    theta = ntk.init(jax.random.PRNGKey(3), 4, jnp.float64)
+    # Same seed, and explicitly mapped parameters: one function.
+    np.testing.assert_allclose(
+        sp.apply(sp.init(jax.random.PRNGKey(3), 4, jnp.float64), x), ntk.apply(theta, x), rtol=1e-12
+    )
+    np.testing.assert_allclose(sp.apply(sp.to_standard(theta), x), ntk.apply(theta, x), rtol=1e-12)
+
+
+def test_readout_scale_defaults_to_sigma_w_and_ntk_uses_it():
+    assert FCNetwork((4,), sigma_w=1.7).readout_sigma_w == 1.7
+    net = FCNetwork((6,), 1, "relu", 1.5, 0.0, readout_sigma_w=0.5)
+    params = net.init(jax.random.PRNGKey(4), 2, jnp.float64)
+    x = np.random.default_rng(3).normal(size=(3, 2))
+    w1, w2 = np.asarray(params[0]["w"]), np.asarray(params[1]["w"])
+    want = np.maximum(x @ (1.5 / np.sqrt(2) * w1), 0) @ (0.5 / np.sqrt(6) * w2)
+    np.testing.assert_allclose(net.apply(params, x), want, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [(dict(parameterization="mup"), "parameterization"), (dict(readout_sigma_w=0.0), "readout")],
+)
+def test_parameterisation_options_are_validated(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        FCNetwork((4,), **kwargs)

@@ -157,3 +157,21 @@ def test_atomic_replace_keeps_a_whole_file(tmp_path):
     write_table_atomic(pa.table({"x": [3]}), target)
     assert pq.read_table(target).column("x").to_pylist() == [3]
     assert [p.name for p in tmp_path.iterdir()] == ["boundaries.parquet"]
+
+
+def test_a_part_written_before_the_added_columns_reads_with_their_implied_values(tmp_path):
+    from ntk_dist.study.check import check_results
+
+    old = _rows(["a"]).drop_columns(list(store.ADDED_COLUMNS))
+    old = old.set_column(old.schema.get_field_index("sigma_w"), "sigma_w", pa.array([1.25]))
+    (tmp_path / "runs").mkdir()
+    write_table_atomic(old, tmp_path / "runs" / "part-old.parquet")
+    back = read_runs(tmp_path)
+    assert back.schema == RUN_SCHEMA
+    row = back.to_pylist()[0]
+    assert (row["parameterization"], row["sharpness"], row["readout_sigma_w"]) == (
+        "ntk",
+        "ntk",
+        1.25,
+    )
+    assert not [p for p in check_results(tmp_path).problems if "columns" in p]
