@@ -23,13 +23,13 @@ def test_study_spec_validates_with_the_papers_setting(name):
         assert (m.parameterization, t.sharpness) == ("ntk", "ntk")
         assert min(m.widths) == 256 and max(m.widths) <= 2048
     elif name.startswith("kalra"):
-        assert m.activation == "relu" and min(m.depths) == 1 and max(m.depths) == 8
+        assert m.activation == "relu" and m.depths[0] == 1 and max(m.depths) == 8
         assert (m.parameterization, t.sharpness) == ("standard", "hessian")
         assert math.isclose(m.sigma_w**2, 2.0) and m.readout_sigma_w == 1.0
     else:
         assert m.activation == "tanh" and spec.search.sampler == "grid"
         assert t.sharpness == "hessian" and t.steps >= 2048
-        assert spec.search.eta_lambda0[1] <= 1.0  # below the edge: sharpening, not catapult
+        assert spec.search.eta_lambda0[1] < 2.0  # below the edge: sharpening, not catapult
 
 
 def test_tiny_edge_of_stability_study_runs_and_reports(ray_local, tmp_path):
