@@ -135,8 +135,10 @@ def plot_regimes(
 
     The shading interpolates c_loss and c_max between the located depth / width values
     (log-log); c_sharp is drawn as a line; each located value carries its 95% interval.
-    With ``runs``, every run is drawn at (depth / width, eta * lambda0), coloured by its
-    phase, so the measured labels can be read against the shaded regions.
+    A boundary located in no group leaves its region out: the region below reaches up to
+    the next located one. With ``runs``, every run is drawn at (depth / width,
+    eta * lambda0), coloured by its phase, so the measured labels can be read against
+    the shaded regions.
 
     Returns:
       :class:`Plot`; the axis holds one PolyCollection per regime shaded (in
@@ -162,12 +164,13 @@ def plot_regimes(
             x, y = lines[name]
             edges.append(np.exp(np.interp(np.log(grid), np.log(x), np.log(y))) if x.size else None)
         edges.append(np.full_like(grid, y_top))
-        below = edges[0]
-        for (label, colour), upper in zip(REGIMES, edges[1:], strict=True):
-            if upper is None:
-                continue
-            ax.fill_between(grid, below, upper, color=colour, alpha=0.18, lw=0, label=label)
-            below = upper
+        # A region whose lower boundary was not located is left out; the region below
+        # it then reaches up to the next located boundary (no divergence seen: the
+        # loss-catapult region reaches the top of the sampled range).
+        for i, (label, colour) in enumerate(REGIMES):
+            if edges[i] is not None:
+                upper = next(e for e in edges[i + 1 :] if e is not None)
+                ax.fill_between(grid, edges[i], upper, color=colour, alpha=0.18, lw=0, label=label)
         ax.set_xlim(lo, hi)
     if runs is not None:
         for phase, colour in PHASE_COLOURS.items():

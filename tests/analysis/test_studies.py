@@ -149,6 +149,15 @@ def test_regime_figure_shades_between_the_located_boundaries(tmp_path):
     assert len(ax.containers) == 7  # one error bar per located row
 
 
+def test_regime_figure_without_divergence_shades_the_catapult_to_the_top(tmp_path):
+    rows = [(64, 1, "c_loss", 2.5), (256, 1, "c_loss", 2.2), (64, 1, "c_max", float("nan"))]
+    (ax,) = plot_regimes(_bounds(rows), tmp_path / "regimes").figure.axes
+    shaded = [c for c in ax.collections if isinstance(c, PolyCollection)]
+    assert [c.get_label() for c in shaded] == [name for name, _ in REGIMES[:2]]
+    top = shaded[1].get_paths()[0].vertices[:, 1].max()
+    assert top > 100  # not stopped at c_loss: nothing diverged
+
+
 def test_regime_figure_rejects_empty_boundaries(tmp_path):
     with pytest.raises(ValueError, match="non-empty"):
         plot_regimes(pa.table({"x": pa.array([], pa.int64())}), tmp_path / "r")
