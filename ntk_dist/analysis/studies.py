@@ -123,6 +123,27 @@ def regime_lines(boundaries: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray
     return out
 
 
+def _region_edges(boundaries: pa.Table, grid: np.ndarray, *, top: float):
+    """The c_loss and c_max edges of the shaded regions on ``grid`` (depth / width),
+    interpolated log-log between the groups of ``boundaries`` (held flat beyond them).
+
+    Per group, a c_max not located (nothing diverged in the sampled range) is ``top``;
+    a c_loss not located is that group's c_max edge (no loss catapult below it).
+    """
+    groups: dict[float, dict[str, list[float]]] = {}
+    for r in boundaries.to_pylist():
+        groups.setdefault(r["depth"] / r["width"], {}).setdefault(r["boundary"], []).append(
+            r["eta_lambda0"]
+        )
+    xs = np.array(sorted(groups))
+    c_max, c_loss = [], []
+    for x in xs:
+        found = {k: [v for v in vs if np.isfinite(v)] for k, vs in groups[x].items()}
+        c_max.append(np.mean(found["c_max"]) if found.get("c_max") else top)
+        c_loss.append(np.mean(found["c_loss"]) if found.get("c_loss") else c_max[-1])
+    return [np.exp(np.interp(np.log(grid), np.log(xs), np.log(c))) for c in (c_loss, c_max)]
+
+
 def plot_regimes(
     boundaries: pa.Table,
     path: str | Path,
@@ -135,10 +156,10 @@ def plot_regimes(
 
     The shading interpolates c_loss and c_max between the located depth / width values
     (log-log); c_sharp is drawn as a line; each located value carries its 95% interval.
-    A boundary located in no group leaves its region out: the region below reaches up to
-    the next located one. With ``runs``, every run is drawn at (depth / width,
-    eta * lambda0), coloured by its phase, so the measured labels can be read against
-    the shaded regions.
+    Where a group's c_max was not located (nothing diverged), the loss-catapult region
+    reaches the top; where its c_loss was not, the region below reaches c_max. With
+    ``runs``, every run is drawn at (depth / width, eta * lambda0), coloured by its
+    phase, so the measured labels can be read against the shaded regions.
 
     Returns:
       :class:`Plot`; the axis holds one PolyCollection per regime shaded (in
@@ -158,19 +179,13 @@ def plot_regimes(
     if x_all.size:
         lo, hi = x_all.min() / 1.3, x_all.max() * 1.3
         grid = np.geomspace(lo, hi, 200)
-        y_top = 1e3
-        edges = [np.full_like(grid, 1e-3)]
-        for name in ("c_loss", "c_max"):
-            x, y = lines[name]
-            edges.append(np.exp(np.interp(np.log(grid), np.log(x), np.log(y))) if x.size else None)
-        edges.append(np.full_like(grid, y_top))
-        # A region whose lower boundary was not located is left out; the region below
-        # it then reaches up to the next located boundary (no divergence seen: the
-        # loss-catapult region reaches the top of the sampled range).
+        edges = [np.full_like(grid, 1e-3), *_region_edges(boundaries, grid, top=1e3)]
+        edges.append(np.full_like(grid, 1e3))
         for i, (label, colour) in enumerate(REGIMES):
-            if edges[i] is not None:
-                upper = next(e for e in edges[i + 1 :] if e is not None)
-                ax.fill_between(grid, edges[i], upper, color=colour, alpha=0.18, lw=0, label=label)
+            if np.any(edges[i + 1] > edges[i] * (1 + 1e-9)):  # an empty region is left out
+                ax.fill_between(
+                    grid, edges[i], edges[i + 1], color=colour, alpha=0.18, lw=0, label=label
+                )
         ax.set_xlim(lo, hi)
     if runs is not None:
         for phase, colour in PHASE_COLOURS.items():
