@@ -32,6 +32,7 @@ def test_study_spec_validates_with_the_papers_setting(name):
         assert spec.search.eta_lambda0[1] < 2.0  # below the edge: sharpening, not catapult
 
 
+@pytest.mark.slow  # ~35 s on a loaded 2-core machine: Ray, compilation of GD + Lanczos
 def test_tiny_edge_of_stability_study_runs_and_reports(ray_local, tmp_path):
     spec = yaml.safe_load(open("sweeps/cohen_eos.yaml"))
     spec["model"]["widths"] = [8]
