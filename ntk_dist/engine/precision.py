@@ -20,7 +20,8 @@ class Float32Check(NamedTuple):
     """float32 vs float64 evaluation of one job's network at initialisation.
 
     Attributes:
-      lambda0: (float32 value, float64 value) of lambda0 = top eigenvalue of Theta_hat / m.
+      lambda0: (float32 value, float64 value) of lambda0, the job's sharpness
+        (``TrainJob.sharpness``: of Theta_hat / m, or of the loss Hessian).
       loss0: (float32 value, float64 value) of the train loss at step 0.
       rel_error: the larger relative disagreement of the two quantities.
       ok: ``rel_error <= rtol``.
@@ -35,7 +36,7 @@ class Float32Check(NamedTuple):
 def float32_check(job, *, rtol: float = 1e-4, warn: bool = True) -> Float32Check:
     """Compare a job's lambda0 and step-0 loss in float32 and float64 (module docstring).
 
-    Cost: two empirical NTKs of the training set and two forward passes.
+    Cost: two sharpness evaluations on the training set and two forward passes.
 
     Args:
       job: a :class:`ntk_dist.TrainJob` (any dtype; evaluated in both).
@@ -52,7 +53,7 @@ def float32_check(job, *, rtol: float = 1e-4, warn: bool = True) -> Float32Check
 
     from ntk_dist.engine.data import load
     from ntk_dist.engine.train import initial_params
-    from ntk_dist.models.empirical import sharpness
+    from ntk_dist.models.hessian import measured_sharpness
 
     data = load(job.data)
     params32 = initial_params(dataclasses.replace(job, dtype="float32"))
@@ -63,7 +64,8 @@ def float32_check(job, *, rtol: float = 1e-4, warn: bool = True) -> Float32Check
             x, y = jnp.asarray(data.x_train, dtype), jnp.asarray(data.y_train, dtype)
             f = job.model.apply(params, x)
             loss = 0.5 * jnp.sum((f - y) ** 2) / x.shape[0]
-            values[dtype] = (float(sharpness(job.model, params, x)), float(loss))
+            lam = measured_sharpness(job.sharpness, job.model, params, x, y)
+            values[dtype] = (float(lam), float(loss))
     (lam32, loss32), (lam64, loss64) = values["float32"], values["float64"]
     rel = max(abs(lam32 - lam64) / abs(lam64), abs(loss32 - loss64) / max(abs(loss64), 1e-300))
     ok = bool(rel <= rtol)

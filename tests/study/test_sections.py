@@ -73,3 +73,24 @@ def test_experiments_refuse_the_standard_parameterisation():
     }
     with pytest.raises(ValueError, match="NTK parameterisation"):
         parse_spec(spec)
+
+
+def test_a_file_specs_hash_covers_the_files_content(tmp_path):
+    import numpy as np
+
+    path = tmp_path / "mine.npz"
+    x = np.random.default_rng(0).normal(size=(6, 2))
+    np.savez(path, x=x, y=x[:, :1])
+    spec = _sweep(data={"name": "file", "path": str(path)})
+    first = parse_spec(spec)
+    assert (first.data.dim, first.data.n_train, first.job(16, 1.0, 0, "k").model.out_dim) == (
+        2,
+        6,
+        1,
+    )
+    stored = first.model_dump(mode="json")  # what OUT/spec.yaml holds: sha256 included
+    assert parse_spec(stored).spec_hash() == first.spec_hash()
+    np.savez(path, x=x + 1, y=x[:, :1])
+    assert parse_spec(spec).spec_hash() != first.spec_hash()
+    with pytest.raises(ValueError, match="data.sha256: .* has changed"):
+        parse_spec(stored)
