@@ -40,8 +40,9 @@ reproduce: $(STAMP)
 	$(PY) -m ntk_dist report $(REPRO)
 
 # The three published phase-transition studies of docs/studies.md, each run then
-# reported into $(STUDIES_OUT)/<name>: 2-core size (about 30 min each on a quiet 2-core
-# machine); `make studies SIZE=_full` runs the cluster-size specs sweeps/<name>_full.yaml.
+# reported into $(STUDIES_OUT)/<name>: 2-core size (on a shared 2-core VM: 16 and 31 min for
+# cohen_eos and lewkowycz_fig2, over 40 min for kalra_phase_diagram; docs/studies.md);
+# `make studies SIZE=_full` runs the cluster-size specs sweeps/<name>_full.yaml.
 STUDIES     := lewkowycz_fig2 kalra_phase_diagram cohen_eos
 STUDIES_OUT ?= results
 SIZE        ?=
