@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test docs bench lint clean reproduce
+.PHONY: demo test docs bench lint clean reproduce studies
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,19 @@ reproduce: $(STAMP)
 	  $(PY) -m ntk_dist run sweeps/$$s.yaml --out $(REPRO)/$$s || exit 1; \
 	done
 	$(PY) -m ntk_dist report $(REPRO)
+
+# The three published phase-transition studies of docs/studies.md, each run then
+# reported into $(STUDIES_OUT)/<name>: 2-core size (on a shared 2-core VM: 16 and 31 min for
+# cohen_eos and lewkowycz_fig2, over 40 min for kalra_phase_diagram; docs/studies.md);
+# `make studies SIZE=_full` runs the cluster-size specs sweeps/<name>_full.yaml.
+STUDIES     := lewkowycz_fig2 kalra_phase_diagram cohen_eos
+STUDIES_OUT ?= results
+SIZE        ?=
+studies: $(STAMP)
+	for s in $(STUDIES); do \
+	  $(PY) -m ntk_dist run sweeps/$${s}$(SIZE).yaml --out $(STUDIES_OUT)/$${s}$(SIZE) || exit 1; \
+	  $(PY) -m ntk_dist report $(STUDIES_OUT)/$${s}$(SIZE) || exit 1; \
+	done
 
 bench: $(STAMP)
 	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done

@@ -21,8 +21,10 @@ per kind (the spec's ``experiment:`` key; a spec with ``search:`` is a phase swe
 - phase sweeps: ``catapult``, ``phase_diagram`` and ``critical``
   (:mod:`ntk_dist.analysis.phase_plots`) and the located c_loss, c_sharp, c_max per
   (width, depth), each beside its published value where the paper's setting is the
-  sweep's (:mod:`ntk_dist.analysis.published`). A ``boundaries.parquet`` with the old
-  names (``lazy_catapult``, ``catapult_divergent``) is located again from the runs.
+  sweep's (:mod:`ntk_dist.analysis.published`), then for ``fc`` sweeps the checks and
+  figures of :mod:`ntk_dist.analysis.studies` (docs/studies.md). A
+  ``boundaries.parquet`` with the old names (``lazy_catapult``, ``catapult_divergent``)
+  is located again from the runs.
 
 ``report.md`` is titled with the sweep's or experiment's name (the folder's for a root).
 
@@ -42,7 +44,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from ntk_dist.analysis import phase_plots, plots, stats
+from ntk_dist.analysis import phase_plots, plots, stats, studies
 from ntk_dist.analysis.boundaries import estimate_boundaries, legacy_boundaries
 from ntk_dist.analysis.published import published_for
 from ntk_dist.core.files import write_text_atomic
@@ -483,7 +485,8 @@ def _sweep_section(exp: Experiment, fig_dir: Path, prefix: str, n_boot: int):
             f"| {r['width']} | {r['depth']} | {r['boundary']} | {r['eta_lambda0']:.4g} | "
             f"[{r['ci_low']:.4g}, {r['ci_high']:.4g}] | {pub} |"
         )
-    return lines, figs
+    more = studies.study_section(exp.runs, bounds, fig_dir, prefix, title=title, early_steps=early)
+    return lines + more[0], figs + more[1]
 
 
 _SECTIONS = {

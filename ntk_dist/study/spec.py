@@ -329,7 +329,7 @@ class ExperimentSpec(SpecBase):
         data, record = self.data.build(), t.schedule()
         return [
             TrainJob(
-                self.model.build(width, data.out_dim),
+                self.model.build(width, out_dim=data.out_dim),
                 data,
                 lr,
                 steps=t.steps,
