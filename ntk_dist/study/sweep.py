@@ -171,7 +171,7 @@ def _stored_boundaries(out: Path, digest: str) -> pa.Table | None:
 
 
 def _figures_drawn(out: Path) -> bool:
-    from ntk_dist.analysis.plots import FORMATS
+    from ntk_dist.analysis.figures import FORMATS
 
     fig_dir = out / "figures"
     return all((fig_dir / f"{s}.{f}").is_file() for s in _FIGURE_STEMS for f in FORMATS)

@@ -23,7 +23,7 @@ def stub_training(tiny_sweep, monkeypatch):
     def submit(jobs, resources=None):
         return [ray.put(records.take([by_key[j.tag]])) for j in jobs]
 
-    monkeypatch.setattr(sweep, "submit_jobs", submit)
+    monkeypatch.setattr(sweep, "submit_runs", lambda spec, jobs: submit(jobs))
     monkeypatch.setattr(sweep, "_figures", lambda *a: None)
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     monkeypatch.setattr(results, "versions", functools.cache(results.versions))
