@@ -85,7 +85,7 @@ def test_ray_job_submit_runs_a_sweep_on_a_token_authenticated_head(tmp_path):
             status = _ray("job", "status", "--address", address, "tiny", env=env).stdout
         logs = _ray("job", "logs", "--address", address, "tiny", env=env).stdout
         assert "Job 'tiny' succeeded" in status, status + logs
-        assert "6 runs (6 new)" in logs and "lazy_catapult" in logs, logs
+        assert "6 runs (6 new)" in logs and "c_loss" in logs, logs
         assert (out / "boundaries.parquet").is_file()
         wrong = {**env, "RAY_AUTH_TOKEN": secrets.token_hex(32)}
         refused = _ray("job", "status", "--address", address, "tiny", env=wrong)
