@@ -56,7 +56,8 @@ def _angle(k12, d1, d2):
         r1, r2 = jnp.sqrt(d1), jnp.sqrt(d2)
         i1, i2 = 1 / jnp.where(r1 > 0, r1, 1), 1 / jnp.where(r2 > 0, r2, 1)
         c = jnp.clip(k12 * i1 * i2, -1.0, 1.0)
-        return r1 * r2, c, jnp.sqrt(1 - c * c), fast32.arccos(c)
+        t, s = fast32.arccos_and_sine(c)
+        return r1 * r2, c, s, t
     norm = jnp.sqrt(d1 * d2)  # sqrt(d * d) == d exactly, so c == 1 on a pinned diagonal
     c = jnp.clip(k12 / jnp.where(norm > 0, norm, 1), -1.0, 1.0)
     s = jnp.sqrt(1 - c * c)
@@ -72,9 +73,14 @@ def _erf(a, b, shift):
     def cross(k12, d1, d2):
         inv = jax.lax.rsqrt(1 + 2 * b2 * d1) * jax.lax.rsqrt(1 + 2 * b2 * d2)
         s = jnp.clip(2 * b2 * k12 * inv, -1.0, 1.0)
-        e = (2 / math.pi) * (fast32.arcsin(s) if fast32.is_fast(s) else jnp.arcsin(s))
+        if fast32.is_fast(s):
+            asin, rsq = fast32.arcsin_and_rsqrt(s)
+        else:
+            asin = jnp.arcsin(s)
+            rsq = jax.lax.rsqrt(jnp.maximum(1 - s * s, jnp.finfo(s.dtype).tiny))
+        e = (2 / math.pi) * asin
         # 4/pi / sqrt((1+2K11)(1+2K22) - 4 K12^2), written with the clipped s.
-        ed = (4 / math.pi) * inv * jax.lax.rsqrt(jnp.maximum(1 - s * s, jnp.finfo(s.dtype).tiny))
+        ed = (4 / math.pi) * inv * rsq
         return a * a * e + shift * shift, a * a * b2 * ed
 
     def diag(d):

@@ -24,6 +24,17 @@ def test_float32_forms_are_within_the_stated_bound(name):
     assert got.dtype == np.float64 and np.abs(got - want).max() < fast32.ERROR_BOUND
 
 
+def test_companions_sine_and_rsqrt():
+    x = _grid()
+    xd = x.astype(np.float64)
+    _, sine = jax.jit(fast32.arccos_and_sine)(jnp.asarray(x))
+    _, rsq = jax.jit(fast32.arcsin_and_rsqrt)(jnp.asarray(x))
+    assert np.abs(np.asarray(sine, np.float64) - np.sqrt(1 - xd * xd)).max() < 3e-7
+    inner = np.abs(xd) < 1  # at |s| = 1 the rsqrt is of the guard, tiny
+    want = 1 / np.sqrt(1 - xd[inner] ** 2)
+    assert (np.abs(np.asarray(rsq, np.float64)[inner] - want) / want).max() < 3e-7
+
+
 @pytest.mark.parametrize("activation", ["erf", "relu", "abs"])
 def test_float32_gram_is_within_1e5_of_float64(activation):
     # Relative to the entries' scale sqrt(K(x, x) K(x', x')): erf kernels cross zero, so an
