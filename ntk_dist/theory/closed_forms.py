@@ -4,7 +4,9 @@ For (u, v) ~ N(0, [[K11, K12], [K12, K22]]) each transform returns
 (E[phi(u) phi(v)], E[phi'(u) phi'(v)]) from the cross term K12 and the diagonals
 (``cross``), and the same at K12 = K11 = K22 = d (``diag``, cheaper and exact on the
 diagonal). Notation: n = sqrt(K11 K22), c = K12 / n clipped to [-1, 1],
-s = sqrt(1 - c^2), t = arccos(c) = atan2(s, c) (accurate near |c| = 1).
+s = sqrt(1 - c^2), t = arccos(c) = atan2(s, c) (accurate near |c| = 1). In float32,
+arcsin and arccos are the polynomial forms of :mod:`ntk_dist.theory.fast32`, and the
+row norms are hoisted out of the per-entry work (docs/theory.md §2.4).
 
 Sources, one per activation (equations as numbered in the cited papers):
 
@@ -44,8 +46,18 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ntk_dist.theory import fast32
+
 
 def _angle(k12, d1, d2):
+    if fast32.is_fast(k12):
+        # Per-row factors: one sqrt and one reciprocal per row, none per entry
+        # (docs/theory.md §2.4).
+        r1, r2 = jnp.sqrt(d1), jnp.sqrt(d2)
+        i1, i2 = 1 / jnp.where(r1 > 0, r1, 1), 1 / jnp.where(r2 > 0, r2, 1)
+        c = jnp.clip(k12 * i1 * i2, -1.0, 1.0)
+        t, s = fast32.arccos_and_sine(c)
+        return r1 * r2, c, s, t
     norm = jnp.sqrt(d1 * d2)  # sqrt(d * d) == d exactly, so c == 1 on a pinned diagonal
     c = jnp.clip(k12 / jnp.where(norm > 0, norm, 1), -1.0, 1.0)
     s = jnp.sqrt(1 - c * c)
@@ -61,9 +73,14 @@ def _erf(a, b, shift):
     def cross(k12, d1, d2):
         inv = jax.lax.rsqrt(1 + 2 * b2 * d1) * jax.lax.rsqrt(1 + 2 * b2 * d2)
         s = jnp.clip(2 * b2 * k12 * inv, -1.0, 1.0)
-        e = (2 / math.pi) * jnp.arcsin(s)
+        if fast32.is_fast(s):
+            asin, rsq = fast32.arcsin_and_rsqrt(s)
+        else:
+            asin = jnp.arcsin(s)
+            rsq = jax.lax.rsqrt(jnp.maximum(1 - s * s, jnp.finfo(s.dtype).tiny))
+        e = (2 / math.pi) * asin
         # 4/pi / sqrt((1+2K11)(1+2K22) - 4 K12^2), written with the clipped s.
-        ed = (4 / math.pi) * inv * jax.lax.rsqrt(jnp.maximum(1 - s * s, jnp.finfo(s.dtype).tiny))
+        ed = (4 / math.pi) * inv * rsq
         return a * a * e + shift * shift, a * a * b2 * ed
 
     def diag(d):

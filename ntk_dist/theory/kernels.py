@@ -20,8 +20,10 @@ recursion, run first on the host).
 
 Cost of the closed forms: one X X^T product (run at full float32 precision on
 GPUs, ``Precision.HIGHEST``) plus O(L) transcendental calls per entry (erf:
-arcsin and rsqrt; relu: atan2 and sqrt). A square Gram computes only the tiles
-on and above the diagonal, in parallel threads, and mirrors the rest.
+arcsin and rsqrt; relu: atan2 and sqrt; in float32 a polynomial arcsin/arccos,
+:mod:`ntk_dist.theory.fast32`, and row norms computed once per row). A square
+Gram computes only the tiles on and above the diagonal, in parallel threads, and
+mirrors the rest.
 """
 
 from __future__ import annotations
