@@ -347,8 +347,9 @@ class SearchSection(Section):
         if self.n_trials is not None:
             warnings.warn(
                 f"search.n_trials ({self.n_trials} points over all widths) is deprecated: "
-                "write search.points_per_width (points at each width) instead; "
-                "n_trials / len(widths) keeps the spec hash and its results",
+                "write search.points_per_width (points at each width, or at each (width, "
+                "depth) group) instead; n_trials divided by the number of groups keeps the "
+                "spec hash and its results",
                 FutureWarning,
                 stacklevel=2,
             )
