@@ -38,7 +38,7 @@ def test_tiny_edge_of_stability_study_runs_and_reports(ray_local, tmp_path):
     spec["model"]["widths"] = [8]
     spec["data"]["n_train"] = 8
     spec["training"]["steps"] = 40
-    spec["search"].update(n_trials=2, parallel=2)
+    spec["search"].update(points_per_width=2, parallel=2)
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
