@@ -193,21 +193,9 @@ class BoundarySampler(optuna.samplers.BaseSampler):
 
     def _check_distribution(self, name, dist):
         if name == DEPTH_PARAM and self.depths is not None:
-            if not isinstance(dist, CategoricalDistribution) or sorted(dist.choices) != sorted(
-                self.depths
-            ):
-                raise ValueError(
-                    f"param {DEPTH_PARAM!r} must be suggested as a categorical over the "
-                    f"sampler's depths {list(self.depths)}, got {dist!r}"
-                )
+            _require_categorical(name, dist, self.depths, "depths")
         elif name == WIDTH_PARAM:
-            if not isinstance(dist, CategoricalDistribution) or sorted(dist.choices) != sorted(
-                self.widths
-            ):
-                raise ValueError(
-                    f"param {WIDTH_PARAM!r} must be suggested as a categorical over the "
-                    f"sampler's widths {list(self.widths)}, got {dist!r}"
-                )
+            _require_categorical(name, dist, self.widths, "widths")
         elif name == ETA_PARAM:
             ok = isinstance(dist, FloatDistribution) and (
                 math.isclose(dist.low, self.eta_low) and math.isclose(dist.high, self.eta_high)
@@ -265,6 +253,15 @@ def outcome(phases, sharpness_catapult) -> tuple[str, ...]:
     """Per seed, the boundaries it lies above, joined by "+" ("" below all of them)."""
     sides = sides_of(phases, sharpness_catapult)
     return tuple("+".join(b for b in BOUNDARIES if sides[b][i]) for i in range(len(sides["c_max"])))
+
+
+def _require_categorical(name: str, dist, choices, what: str) -> None:
+    """``dist`` must be a categorical over exactly ``choices`` (the sampler's ``what``)."""
+    if not isinstance(dist, CategoricalDistribution) or sorted(dist.choices) != sorted(choices):
+        raise ValueError(
+            f"param {name!r} must be suggested as a categorical over the sampler's {what} "
+            f"{list(choices)}, got {dist!r}"
+        )
 
 
 class GridPointSampler(optuna.samplers.BaseSampler):
