@@ -52,3 +52,13 @@ def tiny_sweep(ray_local, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("tiny_sweep") / "out"
     return run_sweep(parse_spec(TINY_SWEEP), out, progress=False)
+
+
+@pytest.fixture(scope="session")
+def s3():
+    """A moto S3 server on 127.0.0.1 with one empty bucket (:func:`tests.servers.s3_server`);
+    yields the AWS variables pointing at it, already set in ``os.environ``."""
+    from tests.servers import s3_server
+
+    with s3_server() as env:
+        yield env

@@ -3,8 +3,9 @@
 Reads X1 (and optionally X2) from ``.npy`` (shape (N, d)) or Parquet (every column
 numeric, one row per point), writes ``OUT/nngp.npy`` and/or ``OUT/ntk.npy`` with a
 checkpoint (``ntk_dist.distributed.gram``): rerunning an interrupted command resumes it, and a
-complete output is replaced only with ``--overwrite``. Exit code 2 on bad input,
-before any work.
+complete output is replaced only with ``--overwrite``. ``--out`` may be an object-store
+URI (``s3://bucket/prefix``), uploaded when complete (``ntk_dist.distributed.gram_store``).
+Exit code 2 on bad input, before any work.
 """
 
 from __future__ import annotations
@@ -81,7 +82,11 @@ def register(sub) -> None:
     p = sub.add_parser("gram", help="compute an NNGP/NTK Gram matrix on Ray, to disk")
     p.add_argument("--x1", required=True, help="inputs (N1, d): .npy or .parquet")
     p.add_argument("--x2", help="second inputs (N2, d); omit for the symmetric Gram of x1")
-    p.add_argument("--out", required=True, help="output directory (nngp.npy, ntk.npy, COMPLETE)")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="output directory (nngp.npy, ntk.npy, COMPLETE), or s3://bucket/prefix",
+    )
     p.add_argument("--depth", type=int, required=True, help="hidden layers L >= 1")
     p.add_argument("--activation", default="relu", help="erf, relu, leaky_relu[:slope], ...")
     p.add_argument("--sigma-w", type=float, required=True, help="weight scale > 0")

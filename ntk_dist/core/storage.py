@@ -169,6 +169,22 @@ def publish(path) -> None:
             return
 
 
+def unpublish(path) -> None:
+    """Delete the object that :func:`publish` uploaded for ``path``, if any; a no-op for
+    files outside every staged copy. A writer that removes a file from a staged copy (a
+    Gram replaced with ``--overwrite`` drops its ``COMPLETE`` marker first) calls it, so
+    the remote copy never keeps a marker for files being rewritten."""
+    if not _MIRRORS:
+        return
+    path = Path(path).absolute()
+    for local, remote in _MIRRORS.items():
+        if path.is_relative_to(local):
+            rel = path.relative_to(local).as_posix()
+            if rel in remote.files():
+                remote.delete(rel)
+            return
+
+
 @contextmanager
 def staged(location, *, mirror: bool = True):
     """A local directory standing for the output ``location`` (module docstring).

@@ -20,6 +20,7 @@ O(B^2 * max_in_flight) when writing to disk.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -30,6 +31,7 @@ import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.core.files import disk_full_as_usage_error
+from ntk_dist.core.storage import is_uri, staged
 from ntk_dist.core.tiling import BYTES_PER_ENTRY, tiles
 from ntk_dist.distributed.gram_store import DiskSink, MemorySink, fingerprint, prepare_out
 from ntk_dist.distributed.resources import Resources
@@ -91,7 +93,10 @@ def gram(
       get: as in :func:`ntk_dist.fc_kernel`.
       tile: tile edge B; default from worker count and memory (:func:`auto_tile`).
       out: directory for a disk-backed, checkpointed, resumable result; ``None``
-        assembles in memory (refused when it would not fit).
+        assembles in memory (refused when it would not fit). A URI
+        (``s3://bucket/prefix``, :mod:`ntk_dist.core.storage`) computes in a staged
+        local copy, uploads the result when it is complete
+        (:mod:`ntk_dist.distributed.gram_store`) and returns it in memory.
       overwrite: replace a complete result in ``out`` (otherwise ValueError).
       resources: Ray resources per tile task (``Resources(num_gpus=1)`` on GPUs).
       max_in_flight: most tasks pending at once (default 2 per worker CPU).
@@ -240,11 +245,6 @@ def _pad_rows(x, rows: int):
 
 
 def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_flight, progress):
-    import ray
-    from tqdm.auto import tqdm
-
-    from ntk_dist.distributed.runtime import ensure_ray
-
     x1 = validate.inputs(np.asarray(x1), "x1")
     if x2 is not None:
         x2 = validate.inputs(np.asarray(x2), "x2")
@@ -263,12 +263,35 @@ def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_fligh
     n1, n2 = x1.shape[0], (x1 if square else x2).shape[0]
     shape = (n1 * k, n2 * k)
     nbytes = len(kinds) * shape[0] * shape[1] * x1.itemsize
-    if out is None:
+    if out is None or is_uri(out):  # a URI's staged copy goes with the call: in memory
         _check_fits(nbytes)
-    else:
+    compute = functools.partial(
+        _compute, x1, x2, kernel, kinds, k, shape, nbytes, tile, overwrite, resources,
+        max_in_flight, progress,
+    )  # fmt: skip
+    if not is_uri(out):
+        return compute(out)
+    with staged(out) as local:
+        res = compute(local)
+        load = lambda a: None if a is None else np.array(a)  # noqa: E731
+        return res._replace(nngp=load(res.nngp), ntk=load(res.ntk))
+
+
+def _compute(
+    x1, x2, kernel, kinds, k, shape, nbytes, tile, overwrite, resources, max_in_flight, progress,
+    out,
+):  # fmt: skip
+    """The tile tasks of a validated request, into memory (``out=None``) or a local ``out``."""
+    import ray
+    from tqdm.auto import tqdm
+
+    from ntk_dist.distributed.runtime import ensure_ray
+
+    square = x2 is None
+    n1, n2 = x1.shape[0], (x1 if square else x2).shape[0]
+    if out is not None:
         out = Path(out)
         prepare_out(out, overwrite, nbytes)
-
     ensure_ray()
     workers, memory = cluster_shape(resources)
     b = tile or auto_tile(

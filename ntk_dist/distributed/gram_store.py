@@ -20,6 +20,12 @@ must equal the transpose of its tile). Tiles with a non-finite entry (inputs so 
 the kernel overflows) stop the run before they are written (:func:`check_finite`).
 Logs written before digests existed ("i j" lines) verify by shape only.
 
+On object storage (``out="s3://bucket/prefix"``, :mod:`ntk_dist.core.storage`) the
+run works on a staged local copy and uploads the ``.npy`` files, the log and then
+``COMPLETE`` when the Gram is complete; only the manifest is uploaded before. An
+interrupted remote run therefore starts again from the beginning: a Gram that takes
+long enough for that to matter belongs on a local or shared disk.
+
 A sink receives the finished tiles of one run: :class:`MemorySink` in memory,
 :class:`DiskSink` in ``DIR``.
 """
@@ -37,6 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from ntk_dist.core.files import ensure_writable_dir, trim_torn_line, write_text_atomic
+from ntk_dist.core.storage import publish, unpublish
 
 MANIFEST, LOG, COMPLETE = "manifest.json", "tiles.log", "COMPLETE"
 
@@ -56,9 +63,9 @@ def prepare_out(out: Path, overwrite: bool, nbytes: int) -> None:
                 f"out {out} already holds a complete Gram; pass overwrite=True (--overwrite) "
                 "to replace it"
             )
-        (out / COMPLETE).unlink()
-        for name in (MANIFEST, LOG):
+        for name in (COMPLETE, MANIFEST, LOG):  # the marker first, here and remotely
             (out / name).unlink(missing_ok=True)
+            unpublish(out / name)
     ensure_writable_dir(out, name="out", fix="choose another path")
     existing = sum(f.stat().st_size for f in out.glob("*.npy"))
     free = shutil.disk_usage(out).free + existing
@@ -241,6 +248,10 @@ class DiskSink(MemorySink):
     def finish(self):
         self._checkpoint()
         self.log.close()
+        # On object storage (a staged copy) the matrices and the log are uploaded whole
+        # before the marker, so a remote COMPLETE always has every file behind it.
+        for name in (*self.arrays, LOG):
+            publish(self.out / (name if name == LOG else f"{name}.npy"))
         write_text_atomic("complete\n", self.out / COMPLETE)
 
     def result(self):

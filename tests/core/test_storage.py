@@ -15,38 +15,7 @@ import yaml
 
 from ntk_dist.core.files import write_text_atomic
 from ntk_dist.core.storage import Remote, staged
-
-BUCKET = "ntk-dist-test"
-
-
-@pytest.fixture(scope="session")
-def s3():
-    """A moto S3 server on a free port of 127.0.0.1, the standard AWS variables pointing
-    at it (as a user's environment would), and one empty bucket; yields the endpoint."""
-    from moto.server import ThreadedMotoServer
-    from pyarrow import fs
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    env = {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
-    }
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    fs.S3FileSystem(
-        endpoint_override=f"{host}:{port}", scheme="http", allow_bucket_creation=True
-    ).create_dir(BUCKET)
-    yield env
-    for k, v in saved.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    server.stop()
+from tests.servers import BUCKET
 
 
 def test_staged_writes_land_as_whole_objects_and_come_back(s3, tmp_path):
