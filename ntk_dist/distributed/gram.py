@@ -33,7 +33,13 @@ from ntk_dist.core import validate
 from ntk_dist.core.files import disk_full_as_usage_error
 from ntk_dist.core.storage import is_uri, staged
 from ntk_dist.core.tiling import BYTES_PER_ENTRY, tiles
-from ntk_dist.distributed.gram_store import DiskSink, MemorySink, fingerprint, prepare_out
+from ntk_dist.distributed.gram_store import (
+    DiskSink,
+    MemorySink,
+    check_gram_input,
+    fingerprint,
+    prepare_out,
+)
 from ntk_dist.distributed.resources import Resources
 from ntk_dist.theory.architecture import FC, FIELDS, resolve
 from ntk_dist.theory.kernels import DEFAULT_TILE, KINDS, kernel_config
@@ -245,9 +251,9 @@ def _pad_rows(x, rows: int):
 
 
 def _run(x1, x2, kernel, kinds, k, tile, out, overwrite, resources, max_in_flight, progress):
-    x1 = validate.inputs(np.asarray(x1), "x1")
+    x1 = check_gram_input(validate.inputs(np.asarray(x1), "x1"), "x1")
     if x2 is not None:
-        x2 = validate.inputs(np.asarray(x2), "x2")
+        x2 = check_gram_input(validate.inputs(np.asarray(x2), "x2"), "x2")
         validate.same_features(x1, x2)
         x2 = x2.astype(np.result_type(x1, x2), copy=False)
     x1 = x1.astype(np.result_type(x1, x2) if x2 is not None else x1.dtype, copy=False)

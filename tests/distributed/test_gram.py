@@ -213,6 +213,15 @@ def test_cli_rejects_complex_and_non_finite_inputs(tmp_path, capsys, x, match):
     assert not (tmp_path / "g").exists()
 
 
+def test_python_gram_rejects_complex_and_boolean_inputs(tmp_path):
+    x = _x(6, 2)
+    with pytest.raises(ValueError, match="x1: expected real numbers, got dtype complex128"):
+        gram(x * 1j, out=tmp_path / "g", **CFG)
+    with pytest.raises(ValueError, match="x2: expected real numbers, got dtype bool"):
+        gram(x, x > 0, out=tmp_path / "g", **CFG)
+    assert not (tmp_path / "g").exists()
+
+
 def test_an_overflowing_gram_is_never_written(ray_local, tmp_path):
     # Finite inputs of 1e308 overflow the kernel (x.x = inf): refused, nothing complete.
     x = np.full((4, 2), 1e308)
