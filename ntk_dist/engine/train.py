@@ -51,7 +51,7 @@ import pyarrow as pa
 
 from ntk_dist.core import validate
 from ntk_dist.engine import toy
-from ntk_dist.engine.chunks import cpu_chunk
+from ntk_dist.engine.chunks import cpu_chunk, toy_chunk
 from ntk_dist.engine.data import load
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
@@ -305,12 +305,16 @@ def auto_chunk(job: TrainJob, n_jobs: int) -> int:
 
     On accelerators the whole batch (padded to a power of two); on CPU the measured
     table :data:`ntk_dist.engine.chunks.CPU_CHUNKS`, keyed by the job's parameter
-    count and training-set size (:func:`ntk_dist.engine.chunks.cpu_chunk`).
+    count and training-set size (:func:`ntk_dist.engine.chunks.cpu_chunk`), and for
+    the catapult toy (memory-bound) :func:`ntk_dist.engine.chunks.toy_chunk`.
     """
     if jax.default_backend() != "cpu":
         return _pow2_at_least(n_jobs)
     n_params = param_count(jax.eval_shape(lambda: initial_params(job)))
-    chunk = cpu_chunk(n_params, job.data.n_train, linearised=job.linearised)
+    if isinstance(job.model, CatapultToy) and not job.linearised:
+        chunk = toy_chunk(n_params, np.dtype(job.dtype).itemsize)
+    else:
+        chunk = cpu_chunk(n_params, job.data.n_train, linearised=job.linearised)
     return min(chunk, _pow2_at_least(n_jobs))
 
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ntk_dist.engine import toy
+from ntk_dist.engine.chunks import TOY_CHUNK_BYTES, toy_chunk
 from ntk_dist.models.empirical import sharpness
 from ntk_dist.models.networks import CatapultToy
 from tests.tolerances import rtol
@@ -50,3 +51,11 @@ def test_closed_form_only_where_it_is_the_asked_sharpness():
     assert not toy.has_closed_form(model, "ntk", "lanczos", 4, 1)
     assert not toy.has_closed_form(model, "ntk", "auto", toy.DENSE_MAX_ROWS + 1, 1)
     assert not toy.has_closed_form(model, "hessian", "dense", 4, 1)
+
+
+@pytest.mark.parametrize(("width", "itemsize", "want"), [(4096, 8, 4), (4096, 4, 8), (1024, 8, 16)])
+def test_toy_chunk_fills_the_cache_budget(width, itemsize, want):
+    n_params = CatapultToy(width=width).n_params(1)
+    assert toy_chunk(n_params, itemsize) == want
+    assert toy_chunk(n_params, itemsize) * n_params * itemsize <= TOY_CHUNK_BYTES
+    assert toy_chunk(10**9, 8) == 1
