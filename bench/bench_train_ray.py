@@ -62,7 +62,6 @@ def toy_closed_form():
     """The same GD in closed form on flat vectors: f = v.u / sqrt(n), du = f v / sqrt(n),
     dv = f u / sqrt(n); lambda = (|u|^2 + |v|^2) / n only at the end."""
     import jax
-    import jax.numpy as jnp
 
     scale = 1.0 / np.sqrt(WIDTH)
 
