@@ -7,9 +7,11 @@ Toy model n = 4096 on one sample (docs/theory.md §5), 64 values of eta * lambda
   2-CPU Ray instance (1-CPU tasks), warm (the second call: workers and compiled
   programs reused).
 - "hand-written": two single-thread processes (XLA single-threaded), each training
-  half of the grid from the same initial parameters with a jitted GD loop,
-  ``lax.map`` over runs in chunks of 8, recording the final loss and lambda only;
-  timed warm inside each process (after a compile call), the wall time of the pair.
+  half of the grid from the same initial parameters with a jitted GD loop, recording
+  the final loss and lambda only; timed warm inside each process (after a compile
+  call), the wall time of the pair. Each process times every variant of
+  :data:`VARIANTS` (gradient by ``jax.grad`` or in closed form, runs batched by
+  ``lax.map`` in chunks or one ``vmap``) and the best variant's pair time is kept.
 - "cold": fresh processes end to end (Python start, Ray start, imports, compiles;
   ntk_dist with an empty compilation cache): ntk_dist ``run_jobs`` against Ray Tune
   + OptunaSearch (``reuse_actors=True``, 1 CPU per trial, a grid sampler over the
@@ -56,6 +58,39 @@ def toy_step_fn():
     return one
 
 
+def toy_closed_form():
+    """The same GD in closed form on flat vectors: f = v.u / sqrt(n), du = f v / sqrt(n),
+    dv = f u / sqrt(n); lambda = (|u|^2 + |v|^2) / n only at the end."""
+    import jax
+
+    scale = 1.0 / np.sqrt(WIDTH)
+
+    def one(p, rate, steps):
+        u, v = p["u"][:, 0], p["v"][:, 0]
+        eta = rate * WIDTH / (u @ u + v @ v)
+
+        def step(_, c):
+            u, v = c
+            g = eta * (v @ u) * scale * scale
+            return u - g * v, v - g * u
+
+        u, v = jax.lax.fori_loop(0, steps, step, (u, v))
+        return 0.5 * ((v @ u) * scale) ** 2, (u @ u + v @ v) / WIDTH
+
+    return one
+
+
+#: Hand-written variants: (gradient, batching); ("map", c) is ``lax.map`` in chunks of
+#: c runs, ("vmap", None) one ``vmap`` over all runs of the process.
+VARIANTS = [
+    ("grad", ("map", 8)),
+    ("closed", ("map", 1)),
+    ("closed", ("map", 4)),
+    ("closed", ("map", 16)),
+    ("closed", ("vmap", None)),
+]
+
+
 def initial(points):
     import jax
 
@@ -71,27 +106,37 @@ def initial(points):
 
 
 def handwritten(part: int, steps: int) -> None:
-    """One of the two hand-written processes: prints its warm time (JSON)."""
+    """One of the two hand-written processes: prints each variant's warm time (JSON)."""
     import jax
 
     jax.config.update("jax_enable_x64", True)
     points = grid()[part::2]
     params = initial(points)
     rates = np.asarray([r for r, _ in points])
-    one = toy_step_fn()
-    run = jax.jit(lambda p, r, n: jax.lax.map(lambda a: one(*a, n), (p, r), batch_size=8))
-    jax.block_until_ready(run(params, rates, 1))
-    start = time.perf_counter()
-    jax.block_until_ready(run(params, rates, steps))
-    print(json.dumps({"warm": time.perf_counter() - start}))
+    times = {}
+    for grad, (batching, size) in VARIANTS:
+        one = toy_step_fn() if grad == "grad" else toy_closed_form()
+        if batching == "map":
+            fn = lambda p, r, n, one=one, size=size: jax.lax.map(
+                lambda a: one(*a, n), (p, r), batch_size=size
+            )
+        else:
+            fn = lambda p, r, n, one=one: jax.vmap(one, in_axes=(0, 0, None))(p, r, n)
+        run = jax.jit(fn)
+        jax.block_until_ready(run(params, rates, 1))
+        start = time.perf_counter()
+        jax.block_until_ready(run(params, rates, steps))
+        times[f"{grad} {batching} {size or 'all'}"] = time.perf_counter() - start
+    print(json.dumps(times))
 
 
-def handwritten_pair(steps: int) -> float:
+def handwritten_pair(steps: int) -> dict:
+    """Pair wall time of each variant (the slower of the two processes)."""
     env = dict(os.environ, XLA_FLAGS=SINGLE_THREAD, OMP_NUM_THREADS="1", JAX_PLATFORMS="cpu")
     cmd = [sys.executable, __file__, "--steps", str(steps), "--handwritten"]
     procs = [subprocess.Popen([*cmd, str(p)], stdout=subprocess.PIPE, env=env) for p in (0, 1)]
     outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
-    return max(o["warm"] for o in outs)
+    return {name: max(o[name] for o in outs) for name in outs[0]}
 
 
 def ntk_jobs(steps):
@@ -201,15 +246,18 @@ def main() -> None:
     ensure_ray(num_cpus=2)
     jobs = ntk_jobs(args.steps)
     run_jobs(jobs, backend="ray")  # workers started, programs compiled
-    best = {"ntk_dist": float("inf"), "hand-written": float("inf")}
+    best = {"ntk_dist": float("inf")}
     for _ in range(args.repeats):
         start = time.perf_counter()
         run_jobs(jobs, backend="ray")
         best["ntk_dist"] = min(best["ntk_dist"], time.perf_counter() - start)
-        best["hand-written"] = min(best["hand-written"], handwritten_pair(args.steps))
+        for name, t in handwritten_pair(args.steps).items():
+            best[name] = min(best.get(name, float("inf")), t)
     for name, t in best.items():
-        print(f"warm {name:13s} {t:6.2f} s  {n / t:6.1f} runs/s", flush=True)
-    print(f"ntk_dist / hand-written: {best['hand-written'] / best['ntk_dist']:.2f}", flush=True)
+        print(f"warm {name:18s} {t:6.2f} s  {n / t:6.1f} runs/s", flush=True)
+    hand = min(t for name, t in best.items() if name != "ntk_dist")
+    print(f"ntk_dist / best hand-written: {hand / best['ntk_dist']:.2f}", flush=True)
+    print(f"load after: {os.getloadavg()}", flush=True)
     if args.skip_cold:
         return
     import ray

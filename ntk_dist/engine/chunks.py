@@ -25,6 +25,22 @@ CPU_CHUNKS: tuple[tuple[int, int], ...] = (
 LARGE_M = 256
 
 
+#: Bytes of parameters one vmapped chunk of catapult toys may hold on CPU. A toy step is
+#: a few elementwise passes over its 2n parameters (closed forms, ntk_dist.engine.toy),
+#: memory-bound: a chunk is fastest while its parameters stay in the core's L2 cache.
+#: Measured at n = 4096 in float64 (64 KiB a toy): 4 per chunk 143 runs/s, 2: 123,
+#: 8: 82, 16: 94 (bench/RESULTS.md).
+TOY_CHUNK_BYTES = 256 * 2**10
+
+
+def toy_chunk(n_params: int, itemsize: int) -> int:
+    """Jobs per vmapped chunk on CPU for catapult toys of ``n_params`` parameters of
+    ``itemsize`` bytes: the largest power of two whose parameters fit
+    :data:`TOY_CHUNK_BYTES` (at least 1)."""
+    fit = max(1, TOY_CHUNK_BYTES // (n_params * itemsize))
+    return 1 << (fit.bit_length() - 1)
+
+
 def cpu_chunk(n_params: int, n_train: int, *, linearised: bool = False) -> int:
     """Jobs per vmapped chunk on CPU for networks of ``n_params`` parameters trained on
     ``n_train`` points (``linearised`` doubles the state, as twice the parameters)."""

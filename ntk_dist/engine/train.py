@@ -50,7 +50,8 @@ import numpy as np
 import pyarrow as pa
 
 from ntk_dist.core import validate
-from ntk_dist.engine.chunks import cpu_chunk
+from ntk_dist.engine import toy
+from ntk_dist.engine.chunks import cpu_chunk, toy_chunk
 from ntk_dist.engine.data import load
 from ntk_dist.engine.jobs import TrainJob
 from ntk_dist.engine.records import RECORD_SCHEMA
@@ -119,11 +120,21 @@ def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
     ``lax.cond`` on the unbatched interval skips the record's computation).
     """
     model = cfg.model
-    apply = model.apply
     init_key, batch_key = _keys(key)
+    # The toy trains in its row layout and by its closed forms (ntk_dist.engine.toy);
+    # ``own`` maps the training state's parameters back to the model's layout.
+    is_toy = isinstance(model, CatapultToy)
+    own = toy.from_rows if is_toy else lambda p: p
     params0 = _init(model, init_key, x.shape[1], x.dtype)
+    params0 = toy.to_rows(params0) if is_toy else params0
+    apply = lambda p, z: model.apply(own(p), z)
     nan = jnp.asarray(jnp.nan, x.dtype)
-    lam = lambda p: measured_sharpness(cfg.sharpness, model, p, x, y, method=cfg.sharpness_method)
+    if toy.has_closed_form(model, cfg.sharpness, cfg.sharpness_method, *y.shape):
+        lam = lambda p: toy.ntk_sharpness(model, p, x)
+    else:
+        lam = lambda p: measured_sharpness(
+            cfg.sharpness, model, own(p), x, y, method=cfg.sharpness_method
+        )
 
     lambda0 = lam(params0)
     eta = lr / lambda0 if cfg.lr_in_lambda0 else lr
@@ -135,7 +146,12 @@ def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
 
         The minibatch loss is 1/2 sum_i w_i ||f_i - y_i||^2 with w_i = 1/b on the batch
         rows and 0 elsewhere (w = 1/m for full-batch GD): one pass over X serves both.
+        ``fn=None``: the toy's own network, by its closed-form gradient
+        (:mod:`ntk_dist.engine.toy`).
         """
+        if fn is None:
+            f, g = toy.value_and_grad(model, p, x, y, weights)
+            return _half_mse(f, y), f, g
 
         def objective(q):
             f = fn(q)
@@ -151,6 +167,7 @@ def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
         return jax.tree_util.tree_map(lambda q, gi: q - eta * gi, p, g), vel
 
     f_train = lambda p: apply(p, x)
+    train_fn = None if is_toy else f_train
     if cfg.linearised:
         # docs/theory.md §4: f_lin(theta) = f(theta_0) + J(theta_0)(theta - theta_0); linearize
         # once, so each step costs one tangent pass (and its transpose) over X.
@@ -175,7 +192,7 @@ def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
             k = jax.random.fold_in(batch_key, t)
             idx = jax.random.choice(k, x.shape[0], (cfg.batch_size,), replace=False)
             weights = jnp.zeros_like(weights).at[idx].set(1.0 / cfg.batch_size)
-        loss_t, f_t, g = value_and_grad(f_train, s["params"], weights)
+        loss_t, f_t, g = value_and_grad(train_fn, s["params"], weights)
         s = track(s, loss_t, t)
         frozen = s["diverged"]
         new, vel = update(s["params"], s["vel"], g)
@@ -204,9 +221,9 @@ def _run_one(cfg: _Static, intervals, key, x, y, xt, yt, lr, mu, factor):
         if cfg.predict_test:
             out["test_pred"] = apply(p, xt).ravel()
         if cfg.test_ntk:
-            out["test_ntk"] = empirical_ntk(model, p, xt[:1], xt).ravel()
+            out["test_ntk"] = empirical_ntk(model, own(p), xt[:1], xt).ravel()
         if cfg.probe_points:
-            out["probe_ntk"] = empirical_ntk(model, p, x[: cfg.probe_points]).ravel()
+            out["probe_ntk"] = empirical_ntk(model, own(p), x[: cfg.probe_points]).ravel()
         return {name: jnp.where(dead, nan, v) for name, v in out.items()}
 
     # Only heavy-ball momentum has a velocity; gd/sgd carry an empty tree, which saves a
@@ -288,12 +305,16 @@ def auto_chunk(job: TrainJob, n_jobs: int) -> int:
 
     On accelerators the whole batch (padded to a power of two); on CPU the measured
     table :data:`ntk_dist.engine.chunks.CPU_CHUNKS`, keyed by the job's parameter
-    count and training-set size (:func:`ntk_dist.engine.chunks.cpu_chunk`).
+    count and training-set size (:func:`ntk_dist.engine.chunks.cpu_chunk`), and for
+    the catapult toy (memory-bound) :func:`ntk_dist.engine.chunks.toy_chunk`.
     """
     if jax.default_backend() != "cpu":
         return _pow2_at_least(n_jobs)
     n_params = param_count(jax.eval_shape(lambda: initial_params(job)))
-    chunk = cpu_chunk(n_params, job.data.n_train, linearised=job.linearised)
+    if isinstance(job.model, CatapultToy) and not job.linearised:
+        chunk = toy_chunk(n_params, np.dtype(job.dtype).itemsize)
+    else:
+        chunk = cpu_chunk(n_params, job.data.n_train, linearised=job.linearised)
     return min(chunk, _pow2_at_least(n_jobs))
 
 
