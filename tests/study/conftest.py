@@ -14,11 +14,7 @@ def stub_training(tiny_sweep, monkeypatch):
     """Sweeps of the tiny spec train nothing: each job's record is looked up by run key
     in the session's tiny sweep (one part file per job), figures are skipped and fsync
     is a no-op (durability is not under test). A sweep that asks a point the tiny
-    sweep did not ask fails the lookup with a KeyError.
-
-    The records are ``ray.put`` objects, ready when they are made, so ``ray.wait``
-    hands back the first pending one at once (Ray's own wait costs 10-60 ms per call on
-    a loaded 2-core machine, a third of a crash-at-every-write test's time)."""
+    sweep did not ask fails the lookup with a KeyError."""
     import ray
 
     records = tiny_sweep.runs.select(RECORD_SCHEMA.names)
@@ -27,12 +23,7 @@ def stub_training(tiny_sweep, monkeypatch):
     def submit(jobs, resources=None):
         return [ray.put(records.take([by_key[j.tag]])) for j in jobs]
 
-    def wait(pending, num_returns=1):
-        assert num_returns == 1, num_returns
-        return pending[:1], pending[1:]
-
     monkeypatch.setattr(sweep, "submit_runs", lambda spec, jobs: submit(jobs))
-    monkeypatch.setattr(ray, "wait", wait)
     monkeypatch.setattr(sweep, "_figures", lambda *a: None)
     monkeypatch.setattr(os, "fsync", lambda fd: None)
     monkeypatch.setattr(results, "versions", functools.cache(results.versions))
