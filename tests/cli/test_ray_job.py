@@ -65,7 +65,7 @@ def test_ray_job_submit_runs_a_sweep_on_a_token_authenticated_head(tmp_path):
         while _ray("job", "list", "--address", address, env=env).returncode != 0:
             started = head.poll() is None and time.time() < deadline
             assert started, (tmp_path / "head.log").read_text()[-3000:]
-            time.sleep(2)
+            time.sleep(0.5)
         spec = tmp_path / "tiny.yaml"
         spec.write_text(yaml.safe_dump(TINY_SWEEP))
         out = tmp_path / "out"
@@ -81,7 +81,7 @@ def test_ray_job_submit_runs_a_sweep_on_a_token_authenticated_head(tmp_path):
         while time.time() < deadline and not any(
             f"Job 'tiny' {s}" in status for s in ("succeeded", "failed", "stopped")
         ):  # the CLI's words for the states SUCCEEDED, FAILED and STOPPED
-            time.sleep(2)
+            time.sleep(0.5)
             status = _ray("job", "status", "--address", address, "tiny", env=env).stdout
         logs = _ray("job", "logs", "--address", address, "tiny", env=env).stdout
         assert "Job 'tiny' succeeded" in status, status + logs

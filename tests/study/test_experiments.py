@@ -99,16 +99,17 @@ def test_ensemble_matches_ntk_gp_and_resumes(ray_local, tmp_path):
         # about 3 SE above (and 2.7 below), so >= 90% of points must fall inside.
         ratio = sd / np.sqrt(r.gp_var.to_numpy())
         assert np.mean((ratio > 1 / 1.5) & (ratio < 1.5)) >= 0.9, ratio
-    # Resume: keep 10 of the 24 stored runs; rerunning trains exactly the other 14.
+    # Resume: keep 3 runs of each stored batch (12 of 24, no batch whole); rerunning trains
+    # exactly the other 12, as four batches of 3 (one new program per worker, not two).
     parts = sorted((tmp_path / "runs").glob("*.parquet"))
     assert len(parts) == 4  # 24 jobs, 2 task slots: two batches of 6 per slot
-    kept = pa.concat_tables([pq.read_table(p) for p in parts]).slice(0, 10)
+    kept = pa.concat_tables([pq.read_table(p).slice(0, 3) for p in parts])
     for part in parts:
         part.unlink()
     pq.write_table(kept, parts[0])
     messages = []
     again = run_experiment(spec, tmp_path, progress=False, echo=messages.append)
-    assert messages == ["resumed: 10 of 24 runs already stored"]
+    assert messages == ["resumed: 12 of 24 runs already stored"]
     assert sorted(again.column("run_key").to_pylist()) == sorted(runs.column("run_key").to_pylist())
 
 
