@@ -39,7 +39,7 @@ import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.core.dtypes import require_x64
-from ntk_dist.theory import closed_forms, quadrature
+from ntk_dist.theory import closed_forms, fast32, quadrature
 from ntk_dist.theory.activations import Activation
 from ntk_dist.theory.architecture import FC, resolve
 
@@ -253,6 +253,11 @@ def _recurse(k, d1, d2, n0, *, cfg, square=False):
 
 
 def _set_diagonal(a, d):
+    if fast32.is_fast(a):
+        # A select, not a scatter: elementwise, so XLA fuses it into the recursion's loop
+        # (docs/theory.md §2.4). float64 keeps the scatter and its results bit for bit.
+        eye = jnp.arange(a.shape[0])[:, None] == jnp.arange(a.shape[1])[None, :]
+        return jnp.where(eye, d[:, None], a)
     idx = jnp.arange(a.shape[0])
     return a.at[idx, idx].set(d)
 
