@@ -20,10 +20,11 @@ recursion, run first on the host).
 
 Cost of the closed forms: one X X^T product (run at full float32 precision on
 GPUs, ``Precision.HIGHEST``) plus O(L) transcendental calls per entry (erf:
-arcsin and rsqrt; relu: atan2 and sqrt; in float32 a polynomial arcsin/arccos,
-:mod:`ntk_dist.theory.fast32`, and row norms computed once per row). A square
-Gram computes only the tiles on and above the diagonal, in parallel threads, and
-mirrors the rest.
+arcsin and rsqrt; relu: atan2 and sqrt; in float32 a polynomial arcsin/arccos and a
+Newton rsqrt, :mod:`ntk_dist.theory.fast32`, and row norms computed once per row). A
+square Gram computes only the tiles on and above the diagonal, in parallel threads, and
+mirrors the rest. In float32 each tile is one XLA loop returning NNGP + i NTK as one
+complex array (docs/theory.md §2.4).
 """
 
 from __future__ import annotations
