@@ -15,12 +15,17 @@ atan2 (relu) and arcsin (erf), whose CPU expansions cost several times the
 polynomial.
 
 The companions each kernel needs reuse the same root, so that an entry costs one
-sqrt or rsqrt per layer: relu's sqrt(1 - c^2) = sqrt(1 - |c|) sqrt(1 + |c|) and erf's
+rsqrt per layer: relu's sqrt(1 - c^2) = sqrt(1 - |c|) sqrt(1 + |c|) and erf's
 1 / sqrt(1 - s^2) = rsqrt(1 - |s|) / sqrt(1 + |s|), with sqrt(1 + x) and 1 / sqrt(1 + x)
 on [0, 1] as Chebyshev interpolants of degree 7 and 9 (within 3e-8 and 1.2e-8
 relative; measured in float32: 1.8e-7 absolute and 2.1e-7 relative, tested).
-Each sqrt that XLA's CPU fuser sees is written out as a tile-sized array, so fewer of
-them means fewer passes over memory (bench/RESULTS.md).
+
+That rsqrt is itself written with multiplications and additions (:func:`rsqrt`: the
+bit-level first guess 0x5F3759DF - (bits >> 1) and three Newton steps). XLA's CPU fuser
+treats sqrt and rsqrt as expensive and will not copy one into several consumers, so
+each of them used to be written out as a tile-sized array, with the cheap arithmetic
+before it recomputed in every later loop; with none left, a whole depth-L recursion is
+one loop over the tile (docs/theory.md §2.4, bench/RESULTS.md).
 
 Relative to the kernel's scale sqrt(K(x, x) K(x', x')), depth-3 Grams stay within 1e-5
 of float64 (measured 1.0e-6 for erf, 2.6e-7 for relu at N = 1024;
@@ -65,6 +70,24 @@ _SQRT1P = _chebyshev_fit(lambda x: np.sqrt(1 + x), 7)
 _RSQRT1P = _chebyshev_fit(lambda x: 1 / np.sqrt(1 + x), 9)
 
 
+#: Measured float32 relative error bound of :func:`rsqrt` on normal floats.
+RSQRT_ERROR_BOUND = 3e-7
+
+
+def rsqrt(x):
+    """1 / sqrt(x) for float32 x that is 0 or a normal positive float, by multiplications
+    and additions only (module docstring). The first guess is within 3.5e-2 relative and
+    each Newton step y (3 - x y^2) / 2 squares the error (times 1.5): 1.8e-3, 4.6e-6,
+    3e-11, so three steps reach float32 rounding (measured below 3e-7 relative, tested).
+    At x = 0 it returns a finite 1.3e19, so that x * rsqrt(x) = 0 = sqrt(0)."""
+    bits = jax.lax.bitcast_convert_type(x, jnp.int32)
+    y = jax.lax.bitcast_convert_type(jnp.int32(0x5F3759DF) - (bits >> 1), x.dtype)
+    for _ in range(3):
+        # (x y) y: at x = 0, y^2 would overflow; x / 2 would be flushed to 0 at x = tiny.
+        y = y * (1.5 - 0.5 * ((x * y) * y))
+    return y
+
+
 def _horner(coefs, x):
     p = jnp.full_like(x, coefs[-1])
     for coef in coefs[-2::-1]:
@@ -78,10 +101,11 @@ def _arccos_abs(a, root):
 
 
 def arccos_and_sine(c):
-    """(arccos(c), sqrt(1 - c^2)) for |c| <= 1 with one sqrt per entry: both are
+    """(arccos(c), sqrt(1 - c^2)) for |c| <= 1 with one rsqrt per entry: both are
     sqrt(1 - |c|) times a polynomial in |c| (module docstring)."""
     a = jnp.abs(c)
-    root = jnp.sqrt(jnp.maximum(1 - a, 0))
+    w = jnp.maximum(1 - a, 0)  # 0 or at least 2^-24: a normal float, as rsqrt needs
+    root = w * rsqrt(w)
     t = _arccos_abs(a, root)
     return jnp.where(c < 0, math.pi - t, t), root * _horner(_SQRT1P, 2 * a - 1)
 
@@ -91,7 +115,7 @@ def arcsin_and_rsqrt(s):
     sqrt(1 - |s|) = w rsqrt(w), w = 1 - |s|, and 1 / sqrt(1 + |s|) is a polynomial."""
     a = jnp.abs(s)
     w = jnp.maximum(1 - a, jnp.finfo(s.dtype).tiny)
-    inv = jax.lax.rsqrt(w)
+    inv = rsqrt(w)
     asin = jnp.copysign(math.pi / 2 - _arccos_abs(a, w * inv), s)
     return asin, inv * _horner(_RSQRT1P, 2 * a - 1)
 

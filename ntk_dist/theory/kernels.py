@@ -20,10 +20,11 @@ recursion, run first on the host).
 
 Cost of the closed forms: one X X^T product (run at full float32 precision on
 GPUs, ``Precision.HIGHEST``) plus O(L) transcendental calls per entry (erf:
-arcsin and rsqrt; relu: atan2 and sqrt; in float32 a polynomial arcsin/arccos,
-:mod:`ntk_dist.theory.fast32`, and row norms computed once per row). A square
-Gram computes only the tiles on and above the diagonal, in parallel threads, and
-mirrors the rest.
+arcsin and rsqrt; relu: atan2 and sqrt; in float32 a polynomial arcsin/arccos and a
+Newton rsqrt, :mod:`ntk_dist.theory.fast32`, and row norms computed once per row). A
+square Gram computes only the tiles on and above the diagonal, in parallel threads, and
+mirrors the rest. In float32 each tile is one XLA loop returning NNGP + i NTK as one
+complex array (docs/theory.md §2.4).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 
 from ntk_dist.core import validate
 from ntk_dist.core.dtypes import require_x64
-from ntk_dist.theory import closed_forms, quadrature
+from ntk_dist.theory import closed_forms, fast32, quadrature
 from ntk_dist.theory.activations import Activation
 from ntk_dist.theory.architecture import FC, resolve
 
@@ -138,12 +139,12 @@ def fc_kernel(
     if x2 is None:
         cfg = _with_scales(cfg, [x1])
         if x1.shape[0] <= tile:
-            return _square_block(x1, cfg)
+            return _block(_square_block, cfg, x1)
         return _tiled(x1, None, tile, cfg)
     x2 = jnp.asarray(x2, dtype)
     cfg = _with_scales(cfg, [x1, x2])
     if x1.shape[0] * x2.shape[0] <= tile * tile:
-        return _cross_block(x1, x2, cfg)
+        return _block(_cross_block, cfg, x1, x2)
     return _tiled(x1, x2, tile, cfg)
 
 
@@ -253,21 +254,52 @@ def _recurse(k, d1, d2, n0, *, cfg, square=False):
 
 
 def _set_diagonal(a, d):
+    if fast32.is_fast(a):
+        # A select, not a scatter: elementwise, so XLA fuses it into the recursion's loop
+        # (docs/theory.md §2.4). float64 keeps the scatter and its results bit for bit.
+        eye = jnp.arange(a.shape[0])[:, None] == jnp.arange(a.shape[1])[None, :]
+        return jnp.where(eye, d[:, None], a)
     idx = jnp.arange(a.shape[0])
     return a.at[idx, idx].set(d)
 
 
-@partial(jax.jit, static_argnames="cfg")
-def _cross_block(x1, x2, cfg):
+def _packs(cfg: KernelConfig, dtype) -> bool:
+    """Whether a block returns NNGP and NTK packed as one complex array nngp + i ntk:
+    in float32 with both kernels (docs/theory.md §2.4). XLA's CPU fuser gives each
+    output its own loop, which recomputes the shared recursion; one output is one loop."""
+    return cfg.want_nngp and cfg.want_ntk and dtype == jnp.float32
+
+
+def _output(kernel: Kernel, pack: bool):
+    return jax.lax.complex(kernel.nngp, kernel.ntk) if pack else kernel
+
+
+@partial(jax.jit, static_argnames=("cfg", "pack"))
+def _cross_block(x1, x2, cfg, pack=False):
     k, d1, d2 = _input_terms(x1, x2, cfg.sws[0], cfg.sbs[0])
-    return _recurse(k, d1, d2, x1.shape[1], cfg=cfg)
+    return _output(_recurse(k, d1, d2, x1.shape[1], cfg=cfg), pack)
 
 
-@partial(jax.jit, static_argnames="cfg")
-def _square_block(x, cfg):
+@partial(jax.jit, static_argnames=("cfg", "pack"))
+def _square_block(x, cfg, pack=False):
     k, d1, _ = _input_terms(x, x, cfg.sws[0], cfg.sbs[0])
     k = (k + k.T) / 2  # the GEMM need not be bitwise symmetric; the recursion then is
-    return _recurse(k, d1, d1, x.shape[1], cfg=cfg, square=True)
+    return _output(_recurse(k, d1, d1, x.shape[1], cfg=cfg, square=True), pack)
+
+
+@partial(jax.jit, static_argnames="mirror")
+def _unpack(z, mirror=False):
+    """(nngp, ntk) from a packed block, with their transposes if ``mirror``; a separate
+    program, in which real(complex(a, b)) cannot be simplified back to two loops."""
+    parts = (jnp.real(z), jnp.imag(z))
+    return parts + tuple(p.T for p in parts) if mirror else parts
+
+
+def _block(block_fn, cfg: KernelConfig, *xs) -> Kernel:
+    """One block as a :class:`Kernel`, packed and unpacked where that is faster."""
+    pack = _packs(cfg, xs[0].dtype)
+    out = block_fn(*xs, cfg, pack)
+    return Kernel(*_unpack(out)) if pack else out
 
 
 @partial(jax.jit, static_argnames="cfg")
@@ -292,30 +324,53 @@ def _workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _aligned_empty(shape, dtype, align: int = 64) -> np.ndarray:
+    """An empty NumPy array whose data start on an ``align``-byte boundary, which lets
+    ``jax.device_put`` wrap it on the CPU without a copy."""
+    size = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    buf = np.empty(size + align, np.uint8)
+    start = -buf.ctypes.data % align
+    return buf[start : start + size].view(dtype).reshape(shape)
+
+
 def _tiled(x1, x2, tile: int, cfg: KernelConfig) -> Kernel:
-    """Tiles in parallel threads (XLA releases the GIL); square Grams compute i <= j only."""
+    """Tiles in parallel threads (XLA releases the GIL); square Grams compute i <= j only.
+
+    Each tile is written once into the output (and once transposed, into its mirror);
+    the outputs are handed to JAX without a further copy where it can alias them."""
     square = x2 is None
     rows = [x1[i : i + tile] for i in range(0, x1.shape[0], tile)]
     cols = rows if square else [x2[j : j + tile] for j in range(0, x2.shape[0], tile)]
     n1, n2 = x1.shape[0], (x1 if square else x2).shape[0]
     kinds = [name for name in KINDS if getattr(cfg, "want_" + name)]
-    out = {name: np.empty((n1, n2), x1.dtype) for name in kinds}
+    pack = _packs(cfg, x1.dtype)
+    out = [_aligned_empty((n1, n2), x1.dtype) for _ in kinds]
     pairs = [(i, j) for i in range(len(rows)) for j in range(i if square else 0, len(cols))]
 
     def work(pair):
         i, j = pair
+        mirror = square and i != j
+        diagonal = square and i == j
         block = (
-            _square_block(rows[i], cfg)
-            if square and i == j
-            else _cross_block(rows[i], cols[j], cfg)
+            _square_block(rows[i], cfg, pack)
+            if diagonal
+            else _cross_block(rows[i], cols[j], cfg, pack)
         )
+        if pack:
+            parts = _unpack(block, mirror)  # nngp, ntk (and their transposes, from XLA)
+            upper, lower = parts[:2], parts[2:]
+        else:
+            upper = [np.asarray(getattr(block, name)) for name in kinds]
+            lower = [b.T for b in upper] if mirror else []
         r, c = i * tile, j * tile
-        for name in kinds:
-            b = np.asarray(getattr(block, name))
-            out[name][r : r + b.shape[0], c : c + b.shape[1]] = b
-            if square and i != j:
-                out[name][c : c + b.shape[1], r : r + b.shape[0]] = b.T
+        h, w = upper[0].shape
+        for o, b in zip(out, upper, strict=True):
+            o[r : r + h, c : c + w] = b
+        if mirror:
+            for o, b in zip(out, lower, strict=True):
+                o[c : c + w, r : r + h] = b
 
     with ThreadPoolExecutor(_workers()) as pool:
         list(pool.map(work, pairs))
-    return Kernel(*(jnp.asarray(out[n]) if n in out else None for n in KINDS))
+    arrays = {name: jax.device_put(o, may_alias=True) for name, o in zip(kinds, out, strict=True)}
+    return Kernel(*(arrays.get(name) for name in KINDS))
