@@ -94,7 +94,6 @@ def test_a_rerun_with_nothing_to_train_starts_no_ray(tiny_sweep, tmp_path, monke
     assert main(["run", str(spec), "--out", str(out), "--quiet"]) == 0
     assert capsys.readouterr().out == ""  # --quiet: errors only
 
-
 def _failing_check(monkeypatch, error):
     import ntk_dist.cli.check as check
 
