@@ -37,7 +37,7 @@ _PUBLIC = {
         "linearized_predict",
         "max_learning_rate",
     ),
-    "ntk_dist.theory.gp": ("GaussianPrediction", "nngp_posterior", "ntk_gp"),
+    "ntk_dist.theory.gp": ("GaussianPrediction", "nngp_gp", "nngp_posterior", "ntk_gp"),
     "ntk_dist.theory.solve": ("kernel_regression",),
     "ntk_dist.models.networks": ("CatapultToy", "FCNetwork", "param_count"),
     "ntk_dist.models.empirical": ("empirical_ntk", "ntk_matrix", "ntk_vector_product", "sharpness"),

@@ -14,9 +14,10 @@ Implementations (all exact; they differ in cost):
 - ``"structured"``: dense layers only (:class:`FCNetwork`). With x^{l-1} the layer
   inputs and delta^l = df/dh^l the backpropagated output sensitivities,
   Theta = sum_l (a_l^2 <x^{l-1}, x'^{l-1}> + c_l^2) <delta^l, delta'^l>, where
-  a_l^2 = s_l^2 / n_{l-1}, c_l^2 = sigma_b^2 in NTK parameterisation and a_l = 1,
-  c_l = 1 (0 without biases) in the standard one (the dense-layer form of Novak et al.
-  2022, "Fast finite width NTK").
+  a_l^2 = s_l^2 / n_{l-1}, c_l^2 = sigma_b^2 of layer l in NTK parameterisation and
+  a_l = 1, c_l = 1 (0 without a bias) in the standard one (:meth:`FCNetwork.multipliers`),
+  and each hidden layer backpropagates through its own phi_l' (the dense-layer form of
+  Novak et al. 2022, "Fast finite width NTK").
   Memory O(N k n), cost O(N1 N2 k^2 sum_l n_l); never forms J.
 
 Sharpness (docs/theory.md §3): lambda = top eigenvalue of Theta_hat(X, X) / m, with the
@@ -132,7 +133,7 @@ def _ntk_ntvp(fn, params, x1, x2):
 
 @jax.jit(static_argnums=0)
 def _ntk_structured(model: FCNetwork, params, x1, x2):
-    deriv = jax.vmap(jax.vmap(jax.grad(model.activation.fn)))
+    derivs = [jax.vmap(jax.vmap(jax.grad(act.fn))) for act in model.layer_activations]
     mults = model.multipliers(x1.shape[1])
 
     def features(x):
@@ -144,20 +145,15 @@ def _ntk_structured(model: FCNetwork, params, x1, x2):
         for layer_idx in range(len(params) - 1, 0, -1):
             w = params[layer_idx]["w"]
             back = mults[layer_idx][0] * jnp.einsum("nkj,ij->nki", deltas[0], w)
-            deltas.insert(0, back * deriv(hs[layer_idx - 1])[:, None, :])
+            deltas.insert(0, back * derivs[layer_idx - 1](hs[layer_idx - 1])[:, None, :])
         return xs, deltas
 
     xs1, d1 = features(x1)
     xs2, d2 = (xs1, d1) if x2 is x1 else features(x2)
     theta = 0.0
-    scales = model.weight_scales()
-    for layer_idx, (x_a, x_b, da, db) in enumerate(zip(xs1, xs2, d1, d2, strict=True)):
+    for (a, c), x_a, x_b, da, db in zip(mults, xs1, xs2, d1, d2, strict=True):
         # d h / d p_w = a_l x^{l-1}, d h / d p_b = c_l: a_l^2 = s_l^2 / n_{l-1} (NTK) or 1 (SP).
-        if model.parameterization == "ntk":
-            a2, c2 = scales[layer_idx] ** 2 / x_a.shape[1], model.sigma_b**2
-        else:
-            a2, c2 = 1.0, float(model.has_bias)
-        gram_in = a2 * (x_a @ x_b.T) + c2
+        gram_in = a * a * (x_a @ x_b.T) + c * c
         theta = theta + gram_in[:, :, None, None] * jnp.einsum("iak,jbk->ijab", da, db)
     return theta
 

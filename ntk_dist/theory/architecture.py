@@ -29,7 +29,8 @@ class FC:
     Per-layer settings: ``activation`` may be a list of L activations (hidden layer
     l uses the l-th) and ``sigma_w``, ``sigma_b`` lists of L + 1 scales (the last is
     the readout's); one value is shared by every layer (the common case). The kernels
-    honour per-layer settings; a finite :class:`ntk_dist.FCNetwork` takes shared ones.
+    and the finite networks (:meth:`ntk_dist.FCNetwork.from_arch`) honour per-layer
+    settings.
 
     Attributes:
       depth: hidden layers L >= 1; the readout layer is added (default 2).

@@ -1,6 +1,7 @@
-"""Infinite-width predictions: the NNGP posterior and the NTK-GP (docs/theory.md §4).
+"""Infinite-width predictions: the NNGP posterior, the NTK-GP and the NNGP dynamics of
+readout-only training (docs/theory.md §4).
 
-Both take the infinite-width kernels as matrices (:func:`ntk_dist.fc_kernel` computes
+All take the infinite-width kernels as matrices (:func:`ntk_dist.fc_kernel` computes
 them); they are scalar, shape (m, m), and act identically on each of the k output
 columns. The conventions (loss, eta' = eta / m, the decay D(t) of gradient flow and
 gradient descent), the relative regulariser ``diag_reg`` and the rule for singular
@@ -179,10 +180,74 @@ def ntk_gp(
     n = theta_tx.shape[0]
     k_tx = as_matrix(k_test_train, "k_test_train", rows=n, cols=m)
     k_tt = as_matrix(k_test_test, "k_test_test", rows=n, cols=n)
-    times = check_times(ts, dynamics)
+    return _trained_gp(theta, theta_tx, k_x, k_tx, k_tt, y, ts, lr, dynamics, diag_reg)
 
-    args = (theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / m)
-    mean, cov = solve_in_eigenbasis(_ntk_gp_core, args, diag_reg, dynamics)
+
+def nngp_gp(
+    k_train,
+    k_test_train,
+    k_test_test,
+    y_train,
+    ts,
+    *,
+    lr: float,
+    dynamics: str = "flow",
+    diag_reg: float = 0.0,
+) -> GaussianPrediction:
+    """NNGP dynamics: infinite-width networks whose readout layer alone is trained.
+
+    neural-tangents' ``gradient_descent_mse_ensemble(..., get='nngp')``. Training only
+    the readout (weights and bias) of an infinitely wide network is gradient descent on
+    a linear model whose tangent kernel is the NNGP K itself, so this is :func:`ntk_gp`
+    with Theta replaced by K (docs/theory.md §4)::
+
+        mean(t) = K(x*, X) K^{-1} (I - D(t)) Y
+        cov(t)  = K(x*, x*) - K(x*, X) K^{-1} (I - D(t)^2) K(X, x*)
+
+    with D(t) = exp(-eta' K t) (flow) or (I - eta' K)^t (gd), eta' = lr / m. t = 0
+    gives the prior; t = inf the NNGP posterior without noise (:func:`nngp_posterior`).
+
+    Cost: one eigendecomposition of K(X, X), then as :func:`ntk_gp`.
+
+    Args:
+      k_train: K(X, X), shape (m, m), symmetric PSD.
+      k_test_train: K(x*, X), shape (N, m).
+      k_test_test: K(x*, x*), shape (N, N).
+      y_train: targets, shape (m, k).
+      ts: times as in :func:`ntk_gp` (step counts for ``dynamics="gd"``).
+      lr: learning rate eta > 0 of our loss (docs/theory.md §3).
+      dynamics: ``"flow"`` or ``"gd"``.
+      diag_reg: relative diagonal regulariser of K(X, X) >= 0, in both of its roles
+        (the dynamics and the covariance), as neural-tangents' ``diag_reg`` with
+        ``get='nngp'``; at t = inf the result is then
+        ``nngp_posterior(..., diag_reg=diag_reg)``.
+
+    Returns:
+      :class:`GaussianPrediction` with mean ``(*T, N, k)`` and cov ``(*T, N, N)``.
+
+    Raises:
+      ValueError: as :func:`ntk_gp`, naming the ``k_*`` arguments.
+    """
+    lr = validate.positive_float(lr, "lr")
+    validate.choice(dynamics, "dynamics", DYNAMICS)
+    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
+    k_x = as_kernel(k_train, "k_train")
+    m = k_x.shape[0]
+    y = as_matrix(y_train, "y_train", rows=m)
+    k_tx = as_matrix(k_test_train, "k_test_train", cols=m)
+    n = k_tx.shape[0]
+    k_tt = as_matrix(k_test_test, "k_test_test", rows=n, cols=n)
+    k_reg = regularise(k_x, diag_reg)
+    return _trained_gp(k_x, k_tx, k_reg, k_tx, k_tt, y, ts, lr, dynamics, diag_reg, "k_train")
+
+
+def _trained_gp(
+    theta, theta_tx, k_x, k_tx, k_tt, y, ts, lr, dynamics, diag_reg, name="theta_train"
+):
+    """The NTK-GP at times ``ts`` of checked matrices (docs/theory.md §4)."""
+    times = check_times(ts, dynamics)
+    args = (theta, theta_tx, k_x, k_tx, k_tt, y, times, lr / theta.shape[0])
+    mean, cov = solve_in_eigenbasis(_ntk_gp_core, args, diag_reg, dynamics, name)
     shape = np.shape(ts)
     return GaussianPrediction(
         mean.reshape(shape + mean.shape[1:]), cov.reshape(shape + cov.shape[1:])

@@ -255,18 +255,21 @@ def mode_decay(eigs, times, lr_eff, dynamics: str):
     return (1.0 - one_minus).astype(dtype), ratio.astype(dtype)
 
 
-def solve_in_eigenbasis(core, args: tuple, diag_reg: float, dynamics: str) -> tuple:
+def solve_in_eigenbasis(
+    core, args: tuple, diag_reg: float, dynamics: str, name: str = "theta_train"
+) -> tuple:
     """Run ``core(*args, diag_reg, dynamics)`` (returning ``(eigs, *results)`` for the
     kernel ``args[0]``, times ``args[-2]`` and rate eta / m ``args[-1]``); when a time is
     infinite, add the regulariser a singular kernel needs (:func:`inf_regulariser`) and
-    check that the dynamics converge. Returns ``results``."""
+    check that the dynamics converge, naming the kernel ``name`` in warnings and errors.
+    Returns ``results``."""
     theta, times, rate = args[0], args[-2], args[-1]
     eigs, *results = core(*args, diag_reg, dynamics)
     if np.any(np.isinf(times)):
-        extra = inf_regulariser(np.asarray(eigs), theta, "theta_train")
+        extra = inf_regulariser(np.asarray(eigs), theta, name)
         if extra:
             eigs, *results = core(*args, diag_reg + extra, dynamics)
-        check_converges(np.asarray(eigs), rate, dynamics, "theta_train")
+        check_converges(np.asarray(eigs), rate, dynamics, name)
     return tuple(results)
 
 

@@ -40,6 +40,24 @@ def test_implementations_agree_on_fc_networks(activation, depth, k):
         _assert_close(empirical_ntk(net, params, x1, x2, implementation=impl), ref)
 
 
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_implementations_agree_with_per_layer_settings(parameterization):
+    # Each hidden layer backpropagates through its own phi'; the SP middle layer has no bias.
+    net = FCNetwork(
+        (7, 5, 6),
+        2,
+        ["erf", "relu", "tanh"],
+        [1.2, 1.6, 0.9, 0.7],
+        [0.1, 0.0, 0.3, 0.2],
+        parameterization=parameterization,
+    )
+    params = net.init(jax.random.PRNGKey(8), 3, jnp.float64)
+    x1, x2 = _points(4, 3, 8), _points(3, 3, 9)
+    ref = empirical_ntk(net, params, x1, x2, implementation="jacobian")
+    for impl in ("ntvp", "structured"):
+        _assert_close(empirical_ntk(net, params, x1, x2, implementation=impl), ref)
+
+
 def test_jacobian_matches_explicit_sum_over_parameters():
     # Theta_hat(x, x') = sum_p df(x)/dp df(x')/dp; Jacobian columns from one jvp per parameter.
     net = FCNetwork(widths=(6, 5), out_dim=2, activation="erf", sigma_w=1.2, sigma_b=0.4)

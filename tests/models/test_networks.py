@@ -1,11 +1,14 @@
 """Finite networks: the forward pass follows docs/theory.md §1 written out by hand."""
 
+import math
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from ntk_dist.models.networks import CatapultToy, FCNetwork, param_count
+from ntk_dist.theory.architecture import FC
 from tests.models.numpy_nets import sp_forward, standard_tanh_net
 
 
@@ -21,6 +24,63 @@ def test_fc_forward_matches_handwritten_ntk_parameterisation():
             h = np.maximum(h, 0)
     np.testing.assert_allclose(net.apply(params, x), h, rtol=1e-12)
     assert param_count(params) == 3 * 7 + 7 + 7 * 5 + 5 + 5 * 2 + 2
+
+
+PER_LAYER = dict(
+    activation=["erf", "relu", "tanh"], sigma_w=[1.2, 1.6, 0.9, 0.7], sigma_b=[0.1, 0.0, 0.3, 0.2]
+)
+PHIS = [lambda h: np.vectorize(math.erf)(h), lambda h: np.maximum(h, 0), np.tanh]
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_per_layer_forward_matches_handwritten(parameterization):
+    net = FCNetwork((7, 5, 6), 2, parameterization=parameterization, **PER_LAYER)
+    params = net.init(jax.random.PRNGKey(5), 3, jnp.float64)
+    x = np.random.default_rng(4).normal(size=(4, 3))
+    ntk_params = FCNetwork((7, 5, 6), 2, **PER_LAYER).init(jax.random.PRNGKey(5), 3, jnp.float64)
+    h = x
+    sws, sbs = PER_LAYER["sigma_w"], PER_LAYER["sigma_b"]
+    for i, layer in enumerate(ntk_params):
+        w, b = np.asarray(layer["w"]), np.asarray(layer["b"])
+        h = h @ (sws[i] / np.sqrt(w.shape[0]) * w) + sbs[i] * b
+        if i < len(ntk_params) - 1:
+            h = PHIS[i](h)
+    np.testing.assert_allclose(net.apply(params, x), h, rtol=1e-12)
+    assert param_count(params) == net.n_params(3)
+    if parameterization == "standard":
+        # SP: a layer with sigma_b = 0 has no bias.
+        assert ["b" in layer for layer in params] == [True, False, True, True]
+        assert net.n_params(3) == 3 * 7 + 7 + 7 * 5 + 5 * 6 + 6 + 6 * 2 + 2
+
+
+def test_per_layer_settings_round_trip_through_the_architecture():
+    arch = FC(depth=3, **PER_LAYER)
+    net = FCNetwork.from_arch(arch, [7, 5, 6], 2)
+    assert net.arch == arch and net.widths == (7, 5, 6) and net.readout_sigma_w == 0.7
+    assert net.weight_scales() == (1.2, 1.6, 0.9, 0.7)
+    assert FCNetwork.from_arch(FC(depth=2, widths=[4, 3]), None).widths == (4, 3)
+    sp = FCNetwork.from_arch(FC(depth=1, parameterization="standard", widths=[9]))
+    assert sp.parameterization == "standard" and sp.widths == (9,)
+    # The shared form is stored as before: one value each, readout_sigma_w apart.
+    shared = FCNetwork.from_arch(FC(depth=2, sigma_w=1.5), 8, readout_sigma_w=0.5)
+    assert (shared.sigma_w, shared.readout_sigma_w) == (1.5, 0.5)
+    assert shared == FCNetwork((8, 8), 1, "relu", 1.5, 0.0, readout_sigma_w=0.5)
+
+
+@pytest.mark.parametrize(
+    "call, match",
+    [
+        (lambda: FCNetwork((4, 4), activation=["erf"]), "activation must be one value or a list"),
+        (lambda: FCNetwork((4,), sigma_w=[1.0]), "sigma_w must be one value or a list of 2"),
+        (lambda: FCNetwork((4,), sigma_b=[0.1, -1.0]), r"sigma_b\[1\]"),
+        (lambda: FCNetwork((4,), sigma_w=[1.0, 2.0], readout_sigma_w=1.0), r"sigma_w\[-1\]"),
+        (lambda: FCNetwork.from_arch(FC(depth=2), [4]), "list of 2"),
+        (lambda: FCNetwork.from_arch(FC(depth=2)), "widths"),
+    ],
+)
+def test_per_layer_settings_are_validated(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
 
 
 def test_toy_forward_and_ensemble_axis():

@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from ntk_dist import Activation, FCNetwork, fc_kernel, get_activation, monte_carlo_kernel
+from ntk_dist import FC, Activation, FCNetwork, fc_kernel, get_activation, monte_carlo_kernel
 from ntk_dist.theory.kernels import DEFAULT_TILE
 
 # Three inputs with different norms, one nearly anti-aligned with another.
@@ -18,10 +18,19 @@ SIGMAS = [(1.5, 0.05), (math.sqrt(2), 0.1)]
 WIDTH, DRAWS, OUTPUTS = 512, 160, 32
 
 
-def _monte_carlo(activation, depth, sigma_w, sigma_b):
-    """Per-draw NNGP and NTK estimates from finite networks, shape (DRAWS, N, N) each
-    (:func:`ntk_dist.monte_carlo_kernel`)."""
-    net = FCNetwork.make(
+def _assert_matches_monte_carlo(kern, net, seed):
+    """The analytic NNGP and NTK ``kern`` of X against :func:`ntk_dist.monte_carlo_kernel`
+    of the finite ``net`` (DRAWS initialisations), entrywise within 4 standard errors."""
+    mc = monte_carlo_kernel(
+        net, X, key=jax.random.PRNGKey(seed), n_samples=DRAWS, dtype=jnp.float64
+    )
+    for name in ("nngp", "ntk"):
+        z = np.abs(getattr(mc, name) - np.asarray(getattr(kern, name))) / getattr(mc, f"{name}_se")
+        assert z.max() < 4, f"{name}: z-scores {np.round(z, 2)}"
+
+
+def _shared_net(activation, depth, sigma_w, sigma_b):
+    return FCNetwork.make(
         depth=depth,
         width=WIDTH,
         out_dim=OUTPUTS,
@@ -29,9 +38,6 @@ def _monte_carlo(activation, depth, sigma_w, sigma_b):
         sigma_w=sigma_w,
         sigma_b=sigma_b,
     )
-    key = jax.random.PRNGKey(depth * 7 + int(10 * sigma_w))
-    draws = monte_carlo_kernel(net, X, key=key, n_samples=DRAWS, dtype=jnp.float64).draws
-    return draws[:, 0], draws[:, 1]
 
 
 @pytest.mark.parametrize("sigma_w, sigma_b", SIGMAS)
@@ -41,21 +47,14 @@ def test_analytic_kernels_match_monte_carlo_within_4_standard_errors(
     activation, depth, sigma_w, sigma_b
 ):
     kern = fc_kernel(X, depth=depth, activation=activation, sigma_w=sigma_w, sigma_b=sigma_b)
-    for name, draws in zip(
-        ("nngp", "ntk"), _monte_carlo(activation, depth, sigma_w, sigma_b), strict=True
-    ):
-        mean = draws.mean(0)
-        se = draws.std(0, ddof=1) / math.sqrt(DRAWS)
-        z = np.abs(mean - np.asarray(getattr(kern, name))) / se
-        assert z.max() < 4, f"{name}: z-scores {np.round(z, 2)}"
+    net = _shared_net(activation, depth, sigma_w, sigma_b)
+    _assert_matches_monte_carlo(kern, net, depth * 7 + int(10 * sigma_w))
 
 
 def test_leaky_relu_matches_monte_carlo():
     act = "leaky_relu:0.3"
     kern = fc_kernel(X, depth=2, activation=act, sigma_w=1.4, sigma_b=0.1)
-    for name, draws in zip(("nngp", "ntk"), _monte_carlo(act, 2, 1.4, 0.1), strict=True):
-        se = draws.std(0, ddof=1) / math.sqrt(DRAWS)
-        assert (np.abs(draws.mean(0) - np.asarray(getattr(kern, name))) / se).max() < 4
+    _assert_matches_monte_carlo(kern, _shared_net(act, 2, 1.4, 0.1), 2 * 7 + 14)
 
 
 @pytest.mark.parametrize("name", ["erf", "relu", "leaky_relu:0.2", "gelu"])
@@ -124,7 +123,7 @@ PER_LAYER = dict(
 )
 
 
-def test_per_layer_settings_match_the_recursion_and_monte_carlo():
+def test_per_layer_settings_match_the_recursion_by_hand():
     # By hand (docs/theory.md §2.1-§2.2): erf then relu, each dense layer its own scales.
     kern = fc_kernel(X, **PER_LAYER)
     sw, sb = PER_LAYER["sigma_w"], PER_LAYER["sigma_b"]
@@ -144,6 +143,22 @@ def test_per_layer_settings_match_the_recursion_and_monte_carlo():
     theta = k + sw[2] ** 2 * (np.pi - t) / (2 * np.pi) * theta
     np.testing.assert_allclose(kern.nngp, k, rtol=1e-10)
     np.testing.assert_allclose(kern.ntk, theta, rtol=1e-10)
+
+
+@pytest.mark.parametrize("parameterization", ["ntk", "standard"])
+def test_per_layer_finite_networks_match_the_kernels_within_4_standard_errors(parameterization):
+    # Three activations, every dense layer its own scales (readout included), a layer
+    # without bias, unequal widths.
+    widths = [WIDTH, 3 * WIDTH // 4, WIDTH // 2]
+    layers = dict(
+        activation=["erf", "relu", "tanh"],
+        sigma_w=[1.2, 1.6, 0.9, 1.1],
+        sigma_b=[0.1, 0.0, 0.3, 0.2],
+    )
+    arch = FC(depth=3, parameterization=parameterization, widths=widths, **layers)
+    net = FCNetwork.from_arch(arch, out_dim=OUTPUTS)
+    assert net.widths == tuple(widths) and net.parameterization == parameterization
+    _assert_matches_monte_carlo(fc_kernel(X, arch=arch), net, 11)
 
 
 def test_standard_parameterisation_ntk_grows_with_width_and_keeps_the_nngp():
