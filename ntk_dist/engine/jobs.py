@@ -114,6 +114,17 @@ class TrainJob:
             raise ValueError(
                 f"model must be an FCNetwork or a CatapultToy, got {type(self.model).__name__}"
             )
+        per_layer = [
+            name
+            for name in ("activation", "sigma_w", "sigma_b")
+            if isinstance(getattr(self.model, name, None), tuple)
+        ]
+        if per_layer:  # a run's record holds one activation, sigma_w and sigma_b
+            raise ValueError(
+                f"model has per-layer {', '.join(per_layer)}: training runs take networks with "
+                "one activation, sigma_w and sigma_b (readout_sigma_w for the readout); "
+                "per-layer networks are for fc_kernel and monte_carlo_kernel"
+            )
         if not isinstance(self.data, DataSpec):
             raise ValueError(f"data must be a DataSpec, got {type(self.data).__name__}")
         if self.model.out_dim != self.data.out_dim:

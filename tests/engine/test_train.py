@@ -340,6 +340,14 @@ _TOY = CatapultToy(width=8)
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, predict_test=True), "predict_test"),
         (lambda: TrainJob(_TOY, SINGLE, 1.0, steps=5, probe_points=2), "probe_points"),
         (lambda: TrainJob(CatapultToy(width=8, out_dim=2), SINGLE, 1.0, steps=5), "out_dim"),
+        (
+            lambda: TrainJob(FCNetwork((8, 8), activation=["erf", "relu"]), SINGLE, 1.0, steps=5),
+            "per-layer activation",
+        ),
+        (
+            lambda: TrainJob(FCNetwork((8,), sigma_w=[1.0, 2.0]), SINGLE, 1.0, steps=5),
+            "per-layer sigma_w",
+        ),
     ],
 )
 def test_bad_jobs_raise_naming_the_field(build, field):
