@@ -22,9 +22,9 @@ from jax.scipy.linalg import cho_factor, cho_solve, solve_triangular
 from ntk_dist.core import validate
 from ntk_dist.theory import numerics
 from ntk_dist.theory.predict import (
-    DYNAMICS,
     as_kernel,
     as_matrix,
+    check_options,
     check_times,
     mode_decay,
     regularise,
@@ -169,9 +169,7 @@ def ntk_gp(
       ValueError: naming the argument on bad shapes, non-finite entries, negative or
         (for gd) non-integer times, or a t = inf request that does not converge.
     """
-    lr = validate.positive_float(lr, "lr")
-    validate.choice(dynamics, "dynamics", DYNAMICS)
-    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
+    lr, diag_reg = check_options(lr, dynamics, diag_reg)
     theta = as_kernel(theta_train, "theta_train")
     m = theta.shape[0]
     k_x = as_kernel(k_train, "k_train", size=m)
@@ -228,9 +226,7 @@ def nngp_gp(
     Raises:
       ValueError: as :func:`ntk_gp`, naming the ``k_*`` arguments.
     """
-    lr = validate.positive_float(lr, "lr")
-    validate.choice(dynamics, "dynamics", DYNAMICS)
-    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
+    lr, diag_reg = check_options(lr, dynamics, diag_reg)
     k_x = as_kernel(k_train, "k_train")
     m = k_x.shape[0]
     y = as_matrix(y_train, "y_train", rows=m)

@@ -179,9 +179,7 @@ def linearized_predict(
     Returns:
       :class:`Trajectory` with train ``(*T, m, k)`` and test ``(*T, N, k)`` (or None).
     """
-    lr = validate.positive_float(lr, "lr")
-    validate.choice(dynamics, "dynamics", DYNAMICS)
-    diag_reg = validate.nonnegative_float(diag_reg, "diag_reg")
+    lr, diag_reg = check_options(lr, dynamics, diag_reg)
     theta = as_kernel(theta_train, "theta_train")
     y = as_matrix(y_train, "y_train")
     m, k = y.shape
@@ -286,6 +284,14 @@ def inf_regulariser(eigs: np.ndarray, theta, name: str) -> float:
         return 0.0
     numerics.warn_regularised(name, numerics.condition(lam_min, lam_max), r, mean_diag, eigs.dtype)
     return r / mean_diag
+
+
+def check_options(lr, dynamics: str, diag_reg) -> tuple[float, float]:
+    """The validated ``(lr, diag_reg)`` of a training-dynamics prediction; ValueError
+    naming ``lr``, ``dynamics`` or ``diag_reg``."""
+    lr = validate.positive_float(lr, "lr")
+    validate.choice(dynamics, "dynamics", DYNAMICS)
+    return lr, validate.nonnegative_float(diag_reg, "diag_reg")
 
 
 def check_converges(eigs: np.ndarray, lr_eff: float, dynamics: str, name: str) -> None:
