@@ -27,9 +27,12 @@ LARGE_M = 256
 
 #: Bytes of parameters one vmapped chunk of catapult toys may hold on CPU. A toy step is
 #: a few elementwise passes over its 2n parameters (closed forms, ntk_dist.engine.toy),
-#: memory-bound: a chunk is fastest while its parameters stay in the core's L2 cache.
-#: Measured at n = 4096 in float64 (64 KiB a toy): 4 per chunk 143 runs/s, 2: 123,
-#: 8: 82, 16: 94 (bench/RESULTS.md).
+#: memory-bound: a chunk is fastest while its parameters stay in the core's L2 cache
+#: (512 KiB here) with every core busy, as in a sweep's Ray workers. Measured at
+#: n = 4096 in float64 (64 KiB a toy), 128 runs x 1000 steps in each of two concurrent
+#: single-thread processes (seconds, bench/RESULTS.md): chunk 2: 0.77-0.84, 4: 0.77-0.81,
+#: 8: 1.42-1.48, 16: 1.16-1.26. One process alone prefers larger chunks (32: 0.45 s,
+#: 4: 0.73 s), whose 2 MiB the two processes then contend for (32 in pairs: 1.03 s).
 TOY_CHUNK_BYTES = 256 * 2**10
 
 
