@@ -49,6 +49,11 @@ def save_plot(fig, path) -> tuple[Path, ...]:
     """Write ``fig`` as ``path.png`` and ``path.pdf`` atomically; the paths written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if fig.get_layout_engine() is not None:
+        # Lay the figure out once for every format: each savefig would run the
+        # constrained layout again (about a third of the drawing time).
+        fig.get_layout_engine().execute(fig)
+        fig.set_layout_engine("none")
     return tuple(
         save_figure_atomic(fig, path.with_name(f"{path.name}.{fmt}"), fmt=fmt) for fmt in FORMATS
     )
