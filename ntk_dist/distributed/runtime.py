@@ -21,8 +21,10 @@ The token file is owner-only (:func:`secure_token_file`). Joining a cluster
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
+import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -64,7 +66,14 @@ def ensure_ray(
         # JAX warns at every fork once it is loaded; Ray's start forks only to exec its
         # own server binaries at once (subprocess), which run no JAX code: no deadlock.
         warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
-        _init(ray, address, num_cpus, num_gpus, dashboard, common)
+        # Ray's start mostly waits for its servers; the driver imports JAX meanwhile
+        # (every caller uses it next).
+        importer = threading.Thread(target=importlib.import_module, args=("jax",), daemon=True)
+        importer.start()
+        try:
+            _init(ray, address, num_cpus, num_gpus, dashboard, common)
+        finally:
+            importer.join()
     if address is None:
         _warm_workers(ray)
     return True
