@@ -54,6 +54,15 @@ def tiny_sweep(ray_local, tmp_path_factory):
     return run_sweep(parse_spec(TINY_SWEEP), out, progress=False)
 
 
+@pytest.fixture
+def no_figures(monkeypatch):
+    """Sweeps run in this process draw no figures (seconds of matplotlib each), for tests
+    of something else; ``ntk-dist run`` subprocesses still draw theirs."""
+    from ntk_dist.study import sweep
+
+    monkeypatch.setattr(sweep, "_figures", lambda *a: None)
+
+
 @pytest.fixture(scope="session")
 def s3():
     """A moto S3 server on 127.0.0.1 with one empty bucket (:func:`tests.servers.s3_server`);

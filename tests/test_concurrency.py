@@ -17,6 +17,7 @@ from ntk_dist.cli import main as cli_main
 from ntk_dist.study.results import read_runs
 from ntk_dist.study.spec import parse_spec
 from ntk_dist.study.sweep import run_sweep
+from tests.conftest import TINY_SWEEP
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -46,8 +47,12 @@ run_sweep(load_spec(sys.argv[1]), sys.argv[2], progress=False)
 
 
 @pytest.mark.slow
-def test_busy_directory_refused_and_lock_not_stale_after_sigkill(ray_local, tmp_path, capsys):
-    spec = _spec("locked", 64, 1, n_trials=30)
+def test_busy_directory_refused_and_lock_not_stale_after_sigkill(
+    ray_local, no_figures, tmp_path, capsys
+):
+    # The first driver holds OUT/.lock from before its Ray starts until it is killed: a
+    # start of a local Ray is seconds, time enough for the second driver to be refused.
+    spec = _spec("locked", 64, 1)
     spec_path, out = tmp_path / "spec.yaml", tmp_path / "out"
     spec_path.write_text(yaml.safe_dump(spec))
     script = tmp_path / "driver.py"
@@ -80,12 +85,13 @@ def test_busy_directory_refused_and_lock_not_stale_after_sigkill(ray_local, tmp_
         except ProcessLookupError:
             pass
     keys = resumed.runs.column("run_key").to_pylist()
-    assert len(keys) == len(set(keys)) == 30
+    assert len(keys) == len(set(keys)) == 6
 
 
-def test_two_sweeps_on_one_ray_instance_both_complete(ray_local, tmp_path):
-    # Two drivers on the session's Ray: a `ntk-dist run` subprocess and this process.
-    specs = {"left": _spec("left", 64, 2), "right": _spec("right", 128, 1)}
+def test_two_sweeps_on_one_ray_instance_both_complete(ray_local, tiny_sweep, no_figures, tmp_path):
+    # Two drivers on the session's Ray: a `ntk-dist run` subprocess and this process. Ours
+    # is the tiny sweep, whose undisturbed run is the session's.
+    specs = {"left": _spec("left", 64, 2), "tiny": TINY_SWEEP}
     (tmp_path / "left.yaml").write_text(yaml.safe_dump(specs["left"]))
     cmd = [sys.executable, "-m", "ntk_dist", "run", str(tmp_path / "left.yaml")]
     cmd += ["--out", str(tmp_path / "left"), "--no-progress"]
@@ -94,12 +100,16 @@ def test_two_sweeps_on_one_ray_instance_both_complete(ray_local, tmp_path):
     deadline = time.monotonic() + 120
     while not (tmp_path / "left" / "study.journal").exists() and time.monotonic() < deadline:
         time.sleep(0.02)  # start ours once the other driver is at work
-    run_sweep(parse_spec(specs["right"]), tmp_path / "right", progress=False)
+    run_sweep(parse_spec(specs["tiny"]), tmp_path / "tiny", progress=False)
     err = other.communicate(timeout=240)[1]
     assert other.returncode == 0, err[-3000:]
 
+    references = {
+        "left": run_sweep(parse_spec(specs["left"]), tmp_path / "left_reference", progress=False),
+        "tiny": tiny_sweep,
+    }
     for name, spec in specs.items():
-        ref = run_sweep(parse_spec(spec), tmp_path / f"{name}_reference", progress=False)
+        ref = references[name]
         runs = read_runs(tmp_path / name)
         keys = runs.column("run_key").to_pylist()
         assert len(keys) == len(set(keys)) == 6 * spec["training"]["seeds"]

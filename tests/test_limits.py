@@ -97,7 +97,9 @@ def _assert_nothing_partial(out: Path) -> None:
     read_runs(out)  # raises, naming the file, on a truncated part
 
 
-def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monkeypatch, capsys):
+def test_full_disk_during_sweep_is_exit_2_and_resumes(
+    reference, no_figures, tmp_path, monkeypatch, capsys
+):
     out, spec_path = tmp_path / "out", _spec_file(tmp_path, reference)
     real = files_module.write_atomic
 
@@ -127,12 +129,14 @@ def test_full_disk_during_sweep_is_exit_2_and_resumes(reference, tmp_path, monke
     with open(out / "study.journal", "ab") as fh:
         fh.write(b'{"op_code":4,"worker_id":"cut-')
 
-    monkeypatch.undo()
+    monkeypatch.setattr(files_module, "write_atomic", real)  # space freed
     assert cli_main(["run", str(spec_path), "--out", str(out), "--no-progress"]) == 0
     _assert_same_sweep(out, reference)
 
 
-def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(reference, tmpfs, tmp_path, capsys):
+def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(
+    reference, no_figures, tmpfs, tmp_path, capsys
+):
     out, spec_path = tmpfs / "out", _spec_file(tmp_path, reference)
     args = ["run", str(spec_path), "--out", str(out), "--no-progress"]
     code = []
@@ -251,8 +255,8 @@ def test_full_tmpfs_during_gram_is_exit_2_and_resumes(ray_local, tmpfs, tmp_path
     assert not is_complete(out)
 
     filler.unlink()
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
+    # The resume is not about the process boundary: in process, on the session's Ray.
+    assert cli_main(cmd[3:]) == 0
     _assert_log_whole(out, 8, 6)
     ref = fc_kernel(x1, x2, **CFG)
     for name in ("nngp", "ntk"):

@@ -53,9 +53,15 @@ def load_yaml(path, *, what: str = "spec"):
         ) from None
     try:
         _check_depth(text, path)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        _check_size(node, path)
-        return yaml.safe_load(text) if node is not None else None
+        # yaml.safe_load is compose then construct: construct the checked node graph
+        # rather than parse the text a third time.
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            _check_size(node, path)
+            return loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML: {_short(str(err))}") from None
 

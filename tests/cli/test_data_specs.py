@@ -31,7 +31,7 @@ def _own_file(tmp_path, **arrays):
     return str(path)
 
 
-def test_digits_and_file_specs_validate_and_run(ray_local, tmp_path, capsys):
+def test_digits_and_file_specs_validate_and_run(ray_local, no_figures, tmp_path, capsys):
     digits = _spec_file(
         tmp_path,
         {"name": "digits", "n_train": 6, "standardise": True},
