@@ -259,7 +259,7 @@ from ntk_dist.distributed.runtime import ensure_ray
 DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
 ensure_ray(address=sys.argv[2])  # the test session's instance: no second Ray to start
 x = np.random.default_rng(0).normal(size=(1100, 8))
-gram(x, tile=100, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,
+gram(x, tile=128, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,
      max_in_flight=2)
 """
 
@@ -271,7 +271,7 @@ def test_resume_after_sigkill(ray_local, tmp_path):
     script.write_text(_DRIVER)
     address = ray_local.get_runtime_context().gcs_address
     proc = subprocess.Popen([sys.executable, str(script), str(out), address], env=env, cwd=REPO)
-    total = 11 * 12 // 2
+    total = 9 * 10 // 2  # tile 128, as in the grid above: the session's workers compiled it
     deadline = time.monotonic() + 120
     logged = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -286,7 +286,7 @@ def test_resume_after_sigkill(ray_local, tmp_path):
     assert not is_complete(out)
     done = len((out / LOG).read_text().splitlines())
     x = np.random.default_rng(0).normal(size=(1100, 8))
-    res = gram(x, tile=100, out=out, **CFG)
+    res = gram(x, tile=128, out=out, **CFG)
     assert res.tiles_total == total
     assert res.tiles_computed == total - done
     assert is_complete(out)
