@@ -45,10 +45,14 @@ def _s3_parts(uri) -> int:
 
 
 @pytest.mark.slow
-def test_sweep_killed_then_resumed_from_the_remote_copy_alone(s3, tiny_sweep, tmp_path):
+def test_sweep_killed_then_resumed_from_the_remote_copy_alone(
+    s3, tiny_sweep, tmp_path, monkeypatch
+):
     import ray
 
     from ntk_dist.cli import main
+    from ntk_dist.engine.records import RECORD_SCHEMA
+    from ntk_dist.study import sweep
     from ntk_dist.study.spec import parse_spec
     from ntk_dist.study.sweep import run_sweep
     from tests.conftest import TINY_SWEEP
@@ -84,6 +88,13 @@ def test_sweep_killed_then_resumed_from_the_remote_copy_alone(s3, tiny_sweep, tm
     for path in driver_disk.iterdir():  # the disk is lost: nothing local survives
         subprocess.run(["rm", "-rf", str(path)], check=True)
 
+    # Training is not under test here (the killed driver trained for real): the resumed
+    # sweep takes each job's record from the session's tiny sweep by run key, and a
+    # point the tiny sweep did not ask fails the lookup.
+    records = tiny_sweep.runs.select(RECORD_SCHEMA.names)
+    row = {k: i for i, k in enumerate(records.column("tag").to_pylist())}
+    stored = lambda spec, jobs: [ray.put(records.take([row[j.tag]])) for j in jobs]
+    monkeypatch.setattr(sweep, "submit_runs", stored)
     resumed = run_sweep(parse_spec(TINY_SWEEP), uri, progress=False, echo=lambda *a: None)
     assert resumed.out_dir == uri
     keys = resumed.runs.column("run_key").to_pylist()

@@ -27,12 +27,14 @@ GAUSS = DataSpec(name="gaussian", n_train=4, dim=3, n_test=2)
 
 
 def _mixed_jobs():
+    # The networks, data and step budget of tests/distributed/test_contract_backends.py:
+    # the same compiled programs serve both files (each new shape is an XLA compile).
     toy = [
         TrainJob(
-            CatapultToy(width=128),
+            CatapultToy(width=64),
             SINGLE,
             r,
-            steps=40,
+            steps=16,
             seed=s,
             lr_units="lambda0",
             tag=f"toy{r}-{s}",
@@ -40,9 +42,9 @@ def _mixed_jobs():
         for r in (0.5, 3.0, 4.5)
         for s in (0, 1)
     ]
-    net = FCNetwork.make(depth=1, width=16, activation="relu", sigma_w=1.0)
+    net = FCNetwork.make(depth=1, width=8, activation="relu")
     fc = [
-        TrainJob(net, GAUSS, r, steps=40, seed=s, lr_units="lambda0", tag=f"fc{r}-{s}")
+        TrainJob(net, GAUSS, r, steps=16, seed=s, lr_units="lambda0", tag=f"fc{r}-{s}")
         for r in (0.5, 3.0)
         for s in (0, 1, 2)
     ]

@@ -257,9 +257,9 @@ from ntk_dist import gram
 from ntk_dist.distributed.gram_store import DiskSink
 from ntk_dist.distributed.runtime import ensure_ray
 DiskSink._FLUSH_S = 0.0  # checkpoint every tile so the kill lands between checkpoints
-ensure_ray(num_cpus=2)
+ensure_ray(address=sys.argv[2])  # the test session's instance: no second Ray to start
 x = np.random.default_rng(0).normal(size=(1100, 8))
-gram(x, tile=100, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,
+gram(x, tile=128, out=sys.argv[1], depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1,
      max_in_flight=2)
 """
 
@@ -269,8 +269,9 @@ def test_resume_after_sigkill(ray_local, tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO))
     script = tmp_path / "driver.py"
     script.write_text(_DRIVER)
-    proc = subprocess.Popen([sys.executable, str(script), str(out)], env=env, cwd=REPO)
-    total = 11 * 12 // 2
+    address = ray_local.get_runtime_context().gcs_address
+    proc = subprocess.Popen([sys.executable, str(script), str(out), address], env=env, cwd=REPO)
+    total = 9 * 10 // 2  # tile 128, as in the grid above: the session's workers compiled it
     deadline = time.monotonic() + 120
     logged = 0
     while time.monotonic() < deadline and proc.poll() is None:
@@ -278,14 +279,14 @@ def test_resume_after_sigkill(ray_local, tmp_path):
             logged = len((out / LOG).read_text().splitlines())
             if logged >= 10:
                 break
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert 10 <= logged < total, f"driver finished or stalled before the kill ({logged} tiles)"
     assert not is_complete(out)
     done = len((out / LOG).read_text().splitlines())
     x = np.random.default_rng(0).normal(size=(1100, 8))
-    res = gram(x, tile=100, out=out, **CFG)
+    res = gram(x, tile=128, out=out, **CFG)
     assert res.tiles_total == total
     assert res.tiles_computed == total - done
     assert is_complete(out)
@@ -299,34 +300,38 @@ def test_resume_after_sigkill(ray_local, tmp_path):
 _CLUSTER = textwrap.dedent(
     """
     import json, sys, threading, time
+    from pathlib import Path
     import numpy as np, jax, ray
     from ray.cluster_utils import Cluster
     jax.config.update("jax_enable_x64", True)
     from ntk_dist import fc_kernel, gram
+    from ntk_dist.distributed.gram_store import LOG, DiskSink
+    DiskSink._FLUSH_S = 0.0  # log every tile, so the removal below is seen mid-Gram
 
     args = dict(node_ip_address="127.0.0.1", include_dashboard=False)
     cluster = Cluster(initialize_head=True, head_node_args=dict(num_cpus=0, **args))
     workers = [cluster.add_node(num_cpus=1, **args) for _ in range(2)]
     cluster.wait_for_nodes()
     ray.init(address=cluster.address)
-    x = np.random.default_rng(0).normal(size=(1500, 8))
+    x = np.random.default_rng(0).normal(size=(960, 8))
     cfg = dict(depth=2, activation="relu", sigma_w=1.5, sigma_b=0.1)
+    log = Path(sys.argv[1]) / LOG
     removed = []
 
     def kill_when_busy():
-        # Tiles are in flight from the first submission on; remove a node a moment later.
-        time.sleep(float(sys.argv[1]))
+        # Remove a node once both workers are computing: some tiles are logged.
+        while not log.exists() or len(log.read_text().splitlines()) < 8:
+            time.sleep(0.01)
         cluster.remove_node(workers[0])
-        removed.append(time.monotonic())
+        removed.append(len(log.read_text().splitlines()))
         cluster.add_node(num_cpus=1, **args)
 
     threading.Thread(target=kill_when_busy, daemon=True).start()
-    res = gram(x, tile=60, max_in_flight=8, **cfg)
-    finished = time.monotonic()
-    assert removed and removed[0] < finished, "the node was removed after the Gram finished"
+    res = gram(x, tile=60, max_in_flight=8, out=sys.argv[1], **cfg)
+    assert removed and removed[0] < res.tiles_total, "the node was removed after the Gram finished"
     ref = fc_kernel(x, **cfg)
     err = max(float(np.max(np.abs(res.nngp - ref.nngp))), float(np.max(np.abs(res.ntk - ref.ntk))))
-    print(json.dumps(dict(err=err, tiles=res.tiles_computed)))
+    print(json.dumps(dict(err=err, tiles=res.tiles_computed, removed_at=removed[0])))
     ray.shutdown()
     cluster.shutdown()
     """
@@ -338,7 +343,7 @@ def test_node_failure_during_gram(tmp_path):
     script.write_text(_CLUSTER)
     env = dict(os.environ, PYTHONPATH=str(REPO), RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER="0")
     proc = subprocess.run(
-        [sys.executable, str(script), "2.0"],
+        [sys.executable, str(script), str(tmp_path / "g")],
         env=env,
         cwd=REPO,
         capture_output=True,
@@ -348,4 +353,5 @@ def test_node_failure_during_gram(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert out["err"] <= atol(np.float64)
-    assert out["tiles"] == 25 * 26 // 2
+    assert out["tiles"] == 16 * 17 // 2
+    assert 8 <= out["removed_at"] < out["tiles"]  # the node went down mid-Gram
