@@ -78,7 +78,8 @@ def cheap_calls(tmp_path_factory):
         for command in ("validate", "run"):
             calls[command, case] = [command, str(path)]
     results = _cli_calls(list(calls.values()))
-    return {key: (*result, argv) for key, argv, result in zip(calls, calls.values(), results)}
+    pairs = zip(calls.items(), results, strict=True)
+    return {key: (*result, argv) for (key, argv), result in pairs}
 
 
 @pytest.mark.parametrize("i", range(len(HELP)), ids=[" ".join(a) for a in HELP])

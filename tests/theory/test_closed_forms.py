@@ -1,5 +1,6 @@
 """Closed-form layer transforms against independent quadrature, and the polar quadrature
-path against the closed forms of one activation per kind of integrand feature, over K(x, x) in [1e-3, 1e3] and correlations in [-1, 1].
+path against the closed forms of one activation per kind of integrand feature, over
+K(x, x) in [1e-3, 1e3] and correlations in [-1, 1].
 
 Errors are relative to the Cauchy-Schwarz scale sqrt(E[phi(u)^2] E[phi(v)^2]) (for
 phi' likewise): the entries themselves may be 0 (odd activations at correlation 0) or
