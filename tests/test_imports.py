@@ -16,16 +16,23 @@ import ntk_dist
 HEAVY = ("jax", "ray", "optuna", "matplotlib", "scipy")
 ROOT = Path(ntk_dist.__file__).resolve().parents[1]
 
-# A fresh interpreter: run the CLI, then report its exit code and which heavy modules loaded.
+# A fresh interpreter: run the CLI once per argv of a JSON list, in order, and report
+# each call's exit code, its stderr and which heavy modules were loaded by then. The set
+# only grows, so a heavy import on one path shows in that call and in all later ones.
 _PROBE = """
-import json, sys
+import contextlib, io, json, sys
 from ntk_dist.cli import main
-try:
-    rc = main(sys.argv[1:])
-except SystemExit as exit_:
-    rc = exit_.code
-heavy = sorted(m for m in {heavy!r} if m in sys.modules)
-print(json.dumps({{"rc": rc, "heavy": heavy}}), file=sys.__stdout__)
+results = []
+for argv in json.loads(sys.argv[1]):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            rc = main(argv)
+        except SystemExit as exit_:
+            rc = exit_.code
+    heavy = sorted(m for m in {heavy!r} if m in sys.modules)
+    results.append({{"rc": rc, "heavy": heavy, "err": err.getvalue()}})
+print(json.dumps(results), file=sys.__stdout__)
 """
 
 
@@ -40,10 +47,12 @@ def _python(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def _cli(*argv: str) -> tuple[dict, str]:
-    proc = _python("-c", _PROBE.format(heavy=HEAVY), *argv)
+def _cli_calls(calls: list[list[str]]) -> list[tuple[dict, str]]:
+    """(exit code and heavy modules, stderr) of each CLI call, all in one fresh interpreter."""
+    proc = _python("-c", _PROBE.format(heavy=HEAVY), json.dumps(calls))
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout.strip().splitlines()[-1]), proc.stderr
+    results = json.loads(proc.stdout.strip().splitlines()[-1])
+    return [({"rc": r["rc"], "heavy": r["heavy"]}, r["err"]) for r in results]
 
 
 def test_import_ntk_dist_loads_no_heavy_library():
@@ -53,14 +62,34 @@ def test_import_ntk_dist_loads_no_heavy_library():
     assert proc.stdout.strip() == "[]"
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["version"], ["validate", "--help"]])
-def test_help_and_version_load_no_heavy_library(argv):
-    result, _ = _cli(*argv)
+HELP = [["--help"], ["version"], ["validate", "--help"]]
+
+
+@pytest.fixture(scope="module")
+def cheap_calls(tmp_path_factory):
+    """Every cheap CLI path of this module, run in one fresh interpreter: the help and
+    version calls, ``check`` of a missing directory, and validate/run of each bad spec."""
+    tmp = tmp_path_factory.mktemp("cheap")
+    calls = {("help", i): argv for i, argv in enumerate(HELP)}
+    calls["missing"] = ["check", str(tmp / "missing")]
+    for case, (text, _) in sorted(BAD_SPECS.items()):
+        path = tmp / f"{sorted(BAD_SPECS).index(case)}.yaml"
+        path.write_text(text)
+        for command in ("validate", "run"):
+            calls[command, case] = [command, str(path)]
+    results = _cli_calls(list(calls.values()))
+    pairs = zip(calls.items(), results, strict=True)
+    return {key: (*result, argv) for (key, argv), result in pairs}
+
+
+@pytest.mark.parametrize("i", range(len(HELP)), ids=[" ".join(a) for a in HELP])
+def test_help_and_version_load_no_heavy_library(cheap_calls, i):
+    result, _, _ = cheap_calls["help", i]
     assert result == {"rc": 0, "heavy": []}
 
 
-def test_check_of_a_missing_directory_loads_no_heavy_library(tmp_path):
-    result, err = _cli("check", str(tmp_path / "missing"))
+def test_check_of_a_missing_directory_loads_no_heavy_library(cheap_calls):
+    result, err, _ = cheap_calls["missing"]
     assert result == {"rc": 2, "heavy": []}
     assert "no such directory" in err
 
@@ -89,13 +118,11 @@ BAD_SPECS = {
 
 @pytest.mark.parametrize("command", ["validate", "run"])
 @pytest.mark.parametrize("case", sorted(BAD_SPECS))
-def test_a_bad_spec_is_reported_without_heavy_libraries(tmp_path, command, case):
-    text, message = BAD_SPECS[case]
-    path = tmp_path / "bad.yaml"
-    path.write_text(text)
-    result, err = _cli(command, str(path))
+def test_a_bad_spec_is_reported_without_heavy_libraries(cheap_calls, command, case):
+    _, message = BAD_SPECS[case]
+    result, err, argv = cheap_calls[command, case]
     assert result == {"rc": 2, "heavy": []}
-    assert err.startswith(f"ntk-dist {command}: error: {path}: {message}")
+    assert err.startswith(f"ntk-dist {command}: error: {argv[1]}: {message}")
 
 
 def test_importtime_of_help_names_no_heavy_module():

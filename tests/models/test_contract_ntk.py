@@ -4,7 +4,7 @@
 Each implementation must give Theta_hat(x1, x2) = sum_p df(x1)/dp df(x2)/dp, checked
 against that sum built here from one jvp per parameter (an independent reference), must
 agree with every other implementation, and must be symmetric positive semi-definite on
-one input set (x2 = None); on small FC networks (several activations, depths 1-3,
+one input set (x2 = None); on small FC networks (three activations, depths 1-3,
 k = 1 and 2 outputs) and on the catapult toy, in float64.
 """
 
@@ -21,13 +21,13 @@ from tests.tolerances import atol, rtol
 
 F64 = np.float64
 IN_DIM = 3
+# Depth 1 and deeper, one and two outputs, a kinked and two smooth activations: the
+# implementations differentiate every layer alike, so more cases compile more programs
+# for no new code path (tests/models/test_empirical.py adds per-layer activations).
 FC_CASES = [
-    ("erf", 1, 1),
     ("relu", 1, 2),
     ("tanh", 2, 1),
-    ("leaky_relu:0.2", 2, 2),
     ("erf", 3, 2),
-    ("relu", 3, 1),
 ]
 TOY_OUTPUTS = (1, 2)
 

@@ -24,9 +24,10 @@ def _assert_close(a, b, rtol=1e-10):
 # The three implementations agree (one contract, run against each)
 
 
+# Depths 1-3, one and three outputs, smooth and kinked: each case is its own compiled
+# programs, and tests/models/test_contract_ntk.py runs the contract on three more.
 @pytest.mark.parametrize(
-    "activation, depth, k",
-    [("erf", 1, 1), ("erf", 3, 3), ("relu", 2, 3), ("leaky_relu:0.2", 3, 1), ("tanh", 1, 3)],
+    "activation, depth, k", [("erf", 1, 1), ("relu", 2, 3), ("leaky_relu:0.2", 3, 1)]
 )
 def test_implementations_agree_on_fc_networks(activation, depth, k):
     net = FCNetwork.make(

@@ -160,8 +160,10 @@ def test_nngp_posterior_interpolates_training_points_without_noise():
 # Linearised network: closed form against gradient descent on the actual f_lin
 
 
+@functools.partial(jax.jit, static_argnums=(0, 6))
 def _linearised_gd(net, params0, x, xt, y, lr, steps):
-    """Run GD on L = 1/(2m) ||f_lin(X) - Y||^2, f_lin built with jax.jvp around theta_0."""
+    """Run GD on L = 1/(2m) ||f_lin(X) - Y||^2, f_lin built with jax.jvp around theta_0.
+    One compiled program per (net, shapes, steps): the learning rate is traced."""
 
     def f_lin(p, xs):
         dp = jax.tree_util.tree_map(jnp.subtract, p, params0)
@@ -174,8 +176,7 @@ def _linearised_gd(net, params0, x, xt, y, lr, steps):
         outputs = (f_lin(p, x), f_lin(p, xt))  # before the update: index t = after t steps
         return jax.tree_util.tree_map(lambda a, g: a - lr * g, p, jax.grad(loss)(p)), outputs
 
-    _, (train, test) = jax.jit(lambda p: jax.lax.scan(step, p, None, length=steps + 1))(params0)
-    return np.asarray(train), np.asarray(test)
+    return jax.lax.scan(step, params0, None, length=steps + 1)[1]
 
 
 @pytest.mark.parametrize("k, eta_lambda", [(1, 0.6), (1, 1.9), (3, 1.2), (1, 2.05)])
@@ -185,7 +186,7 @@ def test_discrete_closed_form_matches_100_steps_of_linearised_gd(k, eta_lambda):
     x, xt, y = _data(k, 7)
     lam0 = float(sharpness(net, params0, x))
     lr = eta_lambda / lam0
-    train_gd, test_gd = _linearised_gd(net, params0, x, xt, y, lr, 100)
+    train_gd, test_gd = (np.asarray(a) for a in _linearised_gd(net, params0, x, xt, y, lr, 100))
 
     ts = np.array([0, 1, 2, 17, 100])
     traj = linearized_predict(
