@@ -25,8 +25,9 @@ S = max(1, sqrt(max(a, b))) the largest standard deviation in phi's own units:
 A panel spanning at most 2 units of phi's argument integrates sin, gelu, tanh or a
 Gaussian bump of unit width to ~1e-16 with 12 nodes (Gauss-Legendre error
 ~ h^{2n} / (2n)! for a function of unit bandwidth), so the rule holds 1e-9 relative
-(of sqrt(E[phi(u)^2] E[phi(v)^2])) for K(x, x) in [1e-3, 1e3] on every activation
-with a closed form (tests/theory/test_closed_forms.py). The node count is static
+(of sqrt(E[phi(u)^2] E[phi(v)^2])) for K(x, x) in [1e-3, 1e3]; the test suite checks
+it against the closed forms of one activation per kind of integrand feature (a kink, a
+jump, a smooth bump, oscillation, exponential growth). The node count is static
 (one compiled program per scale class), chosen from the largest diagonal of the
 layer: S is rounded up to a power of 2 so nearby inputs share a compilation.
 Cost: (4 NODES P_a) x (NODES P_r) activation calls per entry, 9,216 at S = 1 and
