@@ -21,10 +21,8 @@ The token file is owner-only (:func:`secure_token_file`). Joining a cluster
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
-import threading
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -66,35 +64,8 @@ def ensure_ray(
         # JAX warns at every fork once it is loaded; Ray's start forks only to exec its
         # own server binaries at once (subprocess), which run no JAX code: no deadlock.
         warnings.filterwarnings("ignore", r"os\.fork\(\) was called", RuntimeWarning)
-        # Ray's start mostly waits for its servers; the driver imports JAX meanwhile
-        # (every caller uses it next).
-        importer = threading.Thread(target=importlib.import_module, args=("jax",), daemon=True)
-        importer.start()
-        try:
-            _init(ray, address, num_cpus, num_gpus, dashboard, common)
-        finally:
-            importer.join()
-    if address is None:
-        _warm_workers(ray)
+        _init(ray, address, num_cpus, num_gpus, dashboard, common)
     return True
-
-
-def _warm_workers(ray) -> None:
-    """Have every CPU of a new local instance import JAX and the training engine now.
-
-    Ray prestarts a worker per CPU, but a worker imports JAX (2-3 s) only in its first
-    task; these tasks do it while the driver is still preparing its first submission
-    (bench/RESULTS.md). Nothing waits for them. They leave XLA uninitialised, so each
-    later task still sets its own thread caps (:func:`configure_worker`).
-    """
-    task = ray.remote(num_cpus=1, max_retries=0)(import_engine)
-    for _ in range(int(ray.cluster_resources().get("CPU", 0))):
-        task.remote()
-
-
-def import_engine() -> None:
-    """Import JAX and the training engine (what a batch task needs first), nothing more."""
-    import ntk_dist.engine.train  # noqa: F401
 
 
 def _init(ray, address, num_cpus, num_gpus, dashboard, common) -> None:
