@@ -135,29 +135,43 @@ def test_full_disk_during_sweep_is_exit_2_and_resumes(
 
 
 def test_full_tmpfs_during_sweep_is_exit_2_and_resumes(
-    reference, no_figures, tmpfs, tmp_path, capsys
+    reference, no_figures, tmpfs, tmp_path, capsys, monkeypatch
 ):
+    from ntk_dist.study import sweep
+
     out, spec_path = tmpfs / "out", _spec_file(tmp_path, reference)
     args = ["run", str(spec_path), "--out", str(out), "--no-progress"]
+    # The driver pauses once round 0 is stored, so the disk fills between the rounds
+    # however fast the batches train.
+    stored, filled = threading.Event(), threading.Event()
+    store = sweep.store_finished_batches
+
+    def store_then_wait(*a, **kw):
+        keys = store(*a, **kw)
+        stored.set()
+        filled.wait(120)
+        return keys
+
+    monkeypatch.setattr(sweep, "store_finished_batches", store_then_wait)
     code = []
     driver = threading.Thread(target=lambda: code.append(cli_main(args)))
     driver.start()
-    deadline = time.monotonic() + 120
-    while not list(out.glob("runs/part-*")) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    filler = _fill(tmpfs)  # after round 0 is stored, while round 1 trains
+    assert stored.wait(120)
+    round_0 = sorted((out / "runs").glob("part-*.parquet"))
+    filler = _fill(tmpfs)
+    filled.set()
     driver.join(timeout=120)
     err = capsys.readouterr().err
     assert code == [2], err[-3000:]
     assert f"no space left on the device holding {out}" in err and "rerun" in err
     _assert_nothing_partial(out)
-    # Only the first part file landed (batches are cut per task slot, so it holds a share
-    # of round 0), and no boundaries were written.
-    assert len(list((out / "runs").glob("part-*.parquet"))) == 1
+    # Only round 0's part files landed, and no boundaries were written.
+    assert round_0 and sorted((out / "runs").glob("part-*.parquet")) == round_0
     assert 0 < read_runs(out).num_rows < reference.runs.num_rows
     assert not (out / "boundaries.parquet").exists()
 
     filler.unlink()
+    monkeypatch.setattr(sweep, "store_finished_batches", store)
     assert cli_main(args) == 0
     _assert_same_sweep(out, reference)
 
