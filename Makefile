@@ -53,7 +53,7 @@ studies: $(STAMP)
 	done
 
 bench: $(STAMP)
-	for f in bench/bench_*.py; do echo "== $$f"; $(PY) $$f || exit 1; done
+	for f in bench/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(PY) $$f || exit 1; done
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check ntk_dist tests bench tools docs

@@ -14,7 +14,7 @@ Meant for a GPU node (it runs on any JAX backend; on CPU it only shows that it w
   ``train_batch`` sets (TF32 on a GPU shows as ~1e-3 against ~1e-6), and the ensemble's
   final losses in float32 against the same jobs in float64.
 
-    PYTHONPATH=. python bench/bench_gpu.py [--quick]    # --quick: small sizes
+    PYTHONPATH=. python -m bench.bench_gpu [--quick]    # --quick: small sizes
 
 Prints one line per figure; bench/RESULTS.md records them with the machine and date.
 """
@@ -26,9 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ntk_dist import CatapultToy, DataSpec, FCNetwork, TrainJob, train_batch
-from ntk_dist.engine.data import load
-from ntk_dist.engine.train import initial_params
+from bench.bench_train_ensemble import ensemble_problem
+from ntk_dist import CatapultToy, DataSpec, TrainJob, train_batch
 from ntk_dist.theory.architecture import FC
 from ntk_dist.theory.kernels import fc_kernel
 
@@ -44,25 +43,7 @@ def best_of(fn, repeats=3):
 
 
 def ensemble(members: int, steps: int) -> None:
-    data = DataSpec(name="cubic", n_train=5, noise=0.01, seed=0)
-    net = FCNetwork.make(depth=2, width=512, activation="erf", sigma_w=1.5, sigma_b=0.05)
-
-    def jobs(n, dtype="float32"):
-        return [
-            TrainJob(net, data, 1.0, steps=n, seed=s, lr_units="lambda0", dtype=dtype)
-            for s in range(members)
-        ]
-
-    d = load(data)
-    x, y = jnp.asarray(d.x_train, jnp.float32), jnp.asarray(d.y_train, jnp.float32)
-    params = jax.tree.map(lambda *a: jnp.stack(a), *[initial_params(j) for j in jobs(1)])
-    eta = jnp.asarray(train_batch(jobs(1)).column("learning_rate").to_numpy(), jnp.float32)
-    loss = lambda p: 0.5 * jnp.sum((net.apply(p, x) - y) ** 2) / x.shape[0]
-
-    def one(p, lr, n):
-        step = lambda _, q: jax.tree.map(lambda a, g: a - lr * g, q, jax.grad(loss)(q))
-        return loss(jax.lax.fori_loop(0, n, step, p))
-
+    jobs, params, eta, one = ensemble_problem(members)
     plain = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     with jax.default_matmul_precision("highest"):
         t_plain = best_of(lambda: plain(params, eta, steps))

@@ -30,21 +30,18 @@ from ntk_dist.engine.data import load
 from ntk_dist.engine.train import initial_params
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--members", type=int, default=100)
-    parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--vmap", action="store_true", help="add the plain vmap arm (slow)")
-    args = parser.parse_args()
-
+def ensemble_problem(members: int):
+    """The ensemble of the module docstring: ``(jobs, params, eta, one)``, with
+    ``jobs(steps, dtype="float32")`` its TrainJobs, ``params`` their initial parameters
+    stacked along a leading axis, ``eta`` their learning rates and ``one(p, lr, steps)``
+    the final loss of a hand-written GD loop on one member."""
     data = DataSpec(name="cubic", n_train=5, noise=0.01, seed=0)
     net = FCNetwork.make(depth=2, width=512, activation="erf", sigma_w=1.5, sigma_b=0.05)
 
-    def jobs(steps):
+    def jobs(steps, dtype="float32"):
         return [
-            TrainJob(net, data, 1.0, steps=steps, seed=s, lr_units="lambda0", dtype="float32")
-            for s in range(args.members)
+            TrainJob(net, data, 1.0, steps=steps, seed=s, lr_units="lambda0", dtype=dtype)
+            for s in range(members)
         ]
 
     d = load(data)
@@ -57,6 +54,18 @@ def main() -> None:
         step = lambda _, q: jax.tree.map(lambda a, g: a - lr * g, q, jax.grad(loss)(q))
         return loss(jax.lax.fori_loop(0, steps, step, p))
 
+    return jobs, params, eta, one
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--members", type=int, default=100)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--vmap", action="store_true", help="add the plain vmap arm (slow)")
+    args = parser.parse_args()
+
+    jobs, params, eta, one = ensemble_problem(args.members)
     mapped = jax.jit(lambda p, lr, n: jax.lax.map(lambda a: one(*a, n), (p, lr), batch_size=10))
     vmapped = jax.jit(jax.vmap(one, in_axes=(0, 0, None)))
     arms = {
