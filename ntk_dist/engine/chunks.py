@@ -31,9 +31,9 @@ LARGE_M = 256
 #: (512 KiB here) with every core busy, as in a sweep's Ray workers. Measured at
 #: n = 4096 in float64 (64 KiB a toy), 128 runs x 1000 steps in each of two concurrent
 #: single-thread processes (seconds; bench/bench_train_toy_chunks.py, bench/RESULTS.md):
-#: chunk 2: 0.77-0.84, 4: 0.77-0.81, 8: 1.42-1.48, 16: 1.16-1.26. One process alone
-#: prefers larger chunks (32: 0.45 s, 4: 0.73 s), whose 2 MiB the two processes then
-#: contend for (32 in pairs: 1.03 s).
+#: chunk 2: 0.77-0.84, 4: 0.77-0.81, 8: 1.42-1.51, 16: 1.16-1.26, 32: 1.03-1.55. One
+#: process alone took 0.73 s at chunk 4 and 0.45-1.58 s at chunk 32: a chunk held in the
+#: shared L3 varies with what else runs on the host, one held in L2 does not.
 TOY_CHUNK_BYTES = 256 * 2**10
 
 
